@@ -1,0 +1,145 @@
+"""Eval sets and training data: contexts, targets and the key of every vector.
+
+An eval set is an `.npz` holding
+    contexts      (M, C, D) float32
+    targets       (M, D) float32
+    truth_keys    (M, 2) int64, the key of each target
+    context_keys  (M, C, 2) int64, the key of every context vector (optional; checks that need it skip)
+    provenance    a JSON string: embedder, dim, norm, metric, payload content hash, source, split
+Training data has the same layout, or is a JSON spec of windows built from the payload by key
+(see `lvmcore.training_data`).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lvmcore.errors import ArtifactError
+from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
+
+REQUIRED_ARRAYS = ("contexts", "targets", "truth_keys")
+
+
+@dataclass
+class EvalSet:
+    """Held-out (or training) rows: what the model sees, what it should predict, and their keys."""
+
+    path: Path
+    contexts: np.ndarray  # (M, C, D) float32
+    targets: np.ndarray  # (M, D) float32
+    truth_keys: np.ndarray  # (M, 2) int64
+    context_keys: np.ndarray | None  # (M, C, 2) int64, or None in the public format
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def context_length(self) -> int:
+        return int(self.contexts.shape[1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.targets.shape[1])
+
+    @property
+    def articles(self) -> np.ndarray:
+        """Every article id this set touches, in its contexts or its targets."""
+        parts = [self.truth_keys[:, 0]]
+        if self.context_keys is not None:
+            parts.append(self.context_keys[..., 0].reshape(-1))
+        return np.unique(np.concatenate(parts))
+
+
+def parse_provenance(path: Path, raw: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(str(raw.item() if hasattr(raw, "item") else raw))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(path, f"'provenance' is not a JSON string: {exc}") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(path, "'provenance' must be a JSON object")
+    return value
+
+
+def load_eval_set(path: str | Path, expected_dim: int | None = None) -> EvalSet:
+    """Load and validate an eval-set `.npz`; problems raise one-line `ArtifactError`s naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(path, "file not found")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
+    with archive:
+        missing = [name for name in REQUIRED_ARRAYS if name not in archive.files]
+        if missing:
+            raise ArtifactError(path, f"is missing array(s) {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'})")
+        try:
+            arrays = {name: archive[name] for name in archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            reason = str(exc).splitlines()[0]
+            if "pickle" in reason:
+                reason = "an array holds Python objects (pickled); refusing to load it"
+            raise ArtifactError(path, f"cannot be read: {reason}") from None
+    contexts, targets, truth_keys = arrays["contexts"], arrays["targets"], arrays["truth_keys"]
+    require_shape(path, "contexts", contexts, rank=3)
+    require_shape(path, "targets", targets, rank=2)
+    require_shape(path, "truth_keys", truth_keys, rank=2, last=2)
+    require_float32(path, "contexts", contexts)
+    require_float32(path, "targets", targets)
+    require_keys_valid(path, "truth_keys", truth_keys)
+    m, c, d = contexts.shape
+    if targets.shape != (m, d):
+        raise ArtifactError(path, f"'targets' has shape {targets.shape}, expected {(m, d)} to match 'contexts' {contexts.shape}")
+    if len(truth_keys) != m:
+        raise ArtifactError(path, f"'truth_keys' has {len(truth_keys)} rows for {m} contexts")
+    if expected_dim is not None and d != expected_dim:
+        raise ArtifactError(path, f"vectors have dimension {d} but the payload has dimension {expected_dim}")
+    context_keys = arrays.get("context_keys")
+    if context_keys is not None:
+        require_keys_valid(path, "context_keys", context_keys)
+        if context_keys.shape != (m, c, 2):
+            raise ArtifactError(path, f"'context_keys' has shape {context_keys.shape}, expected {(m, c, 2)}")
+        context_keys = context_keys.astype(np.int64, copy=False)
+    require_finite(path, "contexts", contexts)
+    require_finite(path, "targets", targets)
+    provenance = parse_provenance(path, arrays["provenance"]) if "provenance" in arrays else {}
+    return EvalSet(
+        path=path,
+        contexts=contexts,
+        targets=targets,
+        truth_keys=truth_keys.astype(np.int64, copy=False),
+        context_keys=context_keys,
+        provenance=provenance,
+    )
+
+
+def write_eval_set(
+    path: str | Path,
+    contexts: np.ndarray,
+    targets: np.ndarray,
+    truth_keys: np.ndarray,
+    context_keys: np.ndarray | None,
+    provenance: dict[str, Any],
+) -> Path:
+    """Write an eval set (or training data) `.npz` in our format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {
+        "contexts": np.asarray(contexts, dtype=np.float32),
+        "targets": np.asarray(targets, dtype=np.float32),
+        "truth_keys": np.asarray(truth_keys, dtype=np.int64),
+        "provenance": np.array(json.dumps(provenance, sort_keys=True)),
+    }
+    if context_keys is not None:
+        arrays["context_keys"] = np.asarray(context_keys, dtype=np.int64)
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    return path

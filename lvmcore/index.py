@@ -1,0 +1,126 @@
+"""Search over the payload: exact (blockwise over the memory map) and IVF-Flat, inner product.
+
+Exact search never builds a second in-memory copy of the payload: it streams the memory map in
+blocks through `faiss.knn` and merges per-block top-k lists in a `faiss.ResultHeap`. The IVF
+index holds its own copy (that is what IVF-Flat is) and is cached on disk keyed by the payload's
+content hash, so the tenth checkpoint costs no index build.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lvmcore.payload import Payload, iter_blocks
+
+SEARCH_BLOCK_ROWS = 131_072
+
+
+@dataclass(frozen=True)
+class IVFConfig:
+    """IVF-Flat settings. nlist=None picks about 4*sqrt(N), capped to keep >= 39 points per list."""
+
+    nlist: int | None = None
+    nprobe: int = 64
+    seed: int = 1234
+
+    def lists_for(self, count: int) -> int:
+        if self.nlist is not None:
+            return int(self.nlist)
+        return int(max(1, min(4 * np.sqrt(count), count // 39)))
+
+
+def exact_search(payload_vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of each query over the payload: scores (M, k) and rows (M, k)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(payload_vectors))
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for start, block in iter_blocks(payload_vectors, SEARCH_BLOCK_ROWS):
+        scores, rows = faiss.knn(queries, np.ascontiguousarray(block), min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        if scores.shape[1] < k:  # a short last block: pad so the heap sees k columns
+            pad = k - scores.shape[1]
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+            rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
+        heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def build_ivf(payload_vectors: np.ndarray, config: IVFConfig) -> faiss.IndexIVFFlat:
+    """Train an IVF-Flat inner-product index on a sample of the payload and add every row in blocks."""
+    count, dim = payload_vectors.shape
+    nlist = config.lists_for(count)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample_size = min(count, nlist * 256)
+    rng = np.random.default_rng(config.seed)
+    sample_rows = np.sort(rng.choice(count, size=sample_size, replace=False))
+    index.cp.seed = config.seed
+    index.train(np.ascontiguousarray(payload_vectors[sample_rows]))
+    for _, block in iter_blocks(payload_vectors):
+        index.add(np.ascontiguousarray(block))
+    index.nprobe = config.nprobe
+    return index
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LVM_CHECKS_CACHE", Path.home() / ".cache" / "lvm-checks"))
+
+
+def cached_ivf(payload: Payload, config: IVFConfig, cache_dir: Path | None = None) -> tuple[faiss.IndexIVFFlat, bool]:
+    """The payload's IVF index from the on-disk cache, building and saving it on a miss.
+
+    Returns (index, was_cached). The cache key is the payload's content hash and the list count,
+    so an edited payload never reuses a stale index.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    nlist = config.lists_for(payload.count)
+    path = cache_dir / "index" / f"{payload.content_hash}-ivfflat-ip-nlist{nlist}-seed{config.seed}.faiss"
+    if path.is_file():
+        index = faiss.read_index(str(path))
+        index.nprobe = config.nprobe
+        return index, True
+    index = build_ivf(payload.vectors, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    faiss.write_index(index, str(tmp_path))
+    tmp_path.replace(path)  # atomic: a concurrent reader sees the old state or the whole file
+    return index, False
+
+
+def load_index(path: str | Path) -> faiss.Index:
+    """Read a user-supplied FAISS index file (`--index`), naming the file if it is unreadable."""
+    from lvmcore.errors import ArtifactError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(path, "index file not found")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise ArtifactError(path, f"cannot be read as a FAISS index: {str(exc).splitlines()[0]}") from None
+
+
+def index_search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over a FAISS index; nprobe applies to IVF indexes."""
+    if nprobe is not None and hasattr(faiss.extract_index_ivf(index) if _is_ivf(index) else index, "nprobe"):
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+def _is_ivf(index: faiss.Index) -> bool:
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return False
+
+
+def metric_name(index: faiss.Index) -> str:
+    return {faiss.METRIC_INNER_PRODUCT: "ip", faiss.METRIC_L2: "l2"}.get(index.metric_type, str(index.metric_type))
