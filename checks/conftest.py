@@ -1,0 +1,40 @@
+"""Measurements several checks share, computed once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lvmcore.alignment import Alignment, align_to_payload
+from lvmcore.evalset import EvalSet
+from lvmcore.payload import Payload
+from lvmcore.training_data import TrainingData
+
+TRAINING_SAMPLE = 20_000  # windows checked when training data is read from the payload by key
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every check here is plumbing or gate: one without either marker is a bug in the suite."""
+    for item in items:
+        if "checks" in item.path.parts and not ({"plumbing", "gate"} & {m.name for m in item.iter_markers()}):
+            raise pytest.UsageError(f"{item.nodeid} has neither the plumbing nor the gate marker")
+
+
+@pytest.fixture(scope="session")
+def eval_target_alignment(eval_set: EvalSet, payload: Payload) -> Alignment:
+    return align_to_payload(eval_set.targets, eval_set.truth_keys, payload)
+
+
+@pytest.fixture(scope="session")
+def eval_context_alignment(eval_set: EvalSet, payload: Payload) -> Alignment:
+    if eval_set.context_keys is None:
+        pytest.skip(f"{eval_set.path} has no 'context_keys' (public format): context vectors cannot be matched to the payload by key")
+    return align_to_payload(eval_set.contexts, eval_set.context_keys, payload)
+
+
+@pytest.fixture(scope="session")
+def training_rows(training_data: TrainingData) -> np.ndarray:
+    """Window rows to check: all of them for stored arrays, a seeded sample when read from the payload."""
+    if training_data.built_from_payload and training_data.count > TRAINING_SAMPLE:
+        return np.sort(np.random.default_rng(0).choice(training_data.count, TRAINING_SAMPLE, replace=False))
+    return np.arange(training_data.count)

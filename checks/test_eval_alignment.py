@@ -1,0 +1,113 @@
+"""Plumbing: the eval set against the payload (FAILURE_MODES rows 1-4, 12 and the closing lines)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lvmcore.alignment import Alignment, explain_mismatch
+from lvmcore.evalset import EvalSet
+from lvmcore.keys import coverage, distinct_count, key_entropy_bits, nonconsecutive_context_rows, shifted_coverage
+from lvmcore.payload import Payload
+from lvmcore.validate import nonfinite_rows
+
+pytestmark = pytest.mark.plumbing
+
+@pytest.mark.threshold("eval_nonfinite_rows", minimum=0, above=False)
+def test_eval_vectors_are_finite(eval_set: EvalSet, threshold) -> None:
+    bad = np.union1d(nonfinite_rows(eval_set.contexts), nonfinite_rows(eval_set.targets))
+    threshold.check(len(bad), cause="NaN or inf in contexts or targets (encoder failure or augmentation bug)",
+                    context=f"First bad rows: {bad[:5].tolist()}." if len(bad) else "")
+
+
+@pytest.mark.threshold("eval_empty_context_positions", minimum=0, above=False)
+def test_eval_contexts_have_no_empty_positions(eval_set: EvalSet, threshold) -> None:
+    """An all-zero context vector (augmentation leaking into eval, or padding) is not a chunk."""
+    norms = np.linalg.norm(np.nan_to_num(eval_set.contexts), axis=2)  # (M, C)
+    empty = norms < 1e-6
+    threshold.check(int(empty.sum()), cause="all-zero context positions: padding or article-dropout augmentation applied to the eval set",
+                    context=f"{int(empty.any(axis=1).sum())} rows affected (first: {np.flatnonzero(empty.any(axis=1))[:5].tolist()}).")
+
+
+@pytest.mark.threshold("eval_target_aligned_fraction", minimum=1.0, percent=True)
+def test_every_eval_target_matches_payload(eval_set: EvalSet, payload: Payload, eval_target_alignment: Alignment, threshold) -> None:
+    fraction = eval_target_alignment.aligned_fraction()
+    cause, details = ("", {})
+    if fraction < 1.0:
+        cause, details = explain_mismatch(eval_set.targets, eval_set.truth_keys, payload, eval_target_alignment, "targets")
+    threshold.check(fraction, cause=cause, details=details,
+                    context=f"{eval_target_alignment.checked} targets, mean cosine to payload[key] {eval_target_alignment.mean_cosine():.4f}, {eval_target_alignment.missing} keys missing.")
+
+
+@pytest.mark.threshold("eval_context_aligned_fraction", minimum=1.0, percent=True)
+def test_every_eval_context_vector_matches_payload(eval_set: EvalSet, payload: Payload, eval_context_alignment: Alignment, threshold) -> None:
+    """Every context vector, not only targets: row 2's eval set had aligned targets and stale contexts."""
+    fraction = eval_context_alignment.aligned_fraction()
+    cause, details = ("", {})
+    if fraction < 1.0:
+        cause, details = explain_mismatch(eval_set.contexts, eval_set.context_keys, payload, eval_context_alignment, "context vectors")
+    threshold.check(fraction, cause=cause, details=details,
+                    context=f"{eval_context_alignment.checked} context vectors, mean cosine {eval_context_alignment.mean_cosine():.4f}, {eval_context_alignment.missing} keys missing.")
+
+
+def coverage_cause(keys: np.ndarray, payload: Payload, given: float) -> tuple[str, dict]:
+    shifts = shifted_coverage(payload.key_index, keys)
+    name, best = max(shifts.items(), key=lambda item: item[1])
+    if best > given + 0.01:
+        return f"off-by-one key column: coverage {100 * given:.1f}% as given but {100 * best:.1f}% with {name} (row 3)", shifts
+    return "keys from another bank or rows dropped from the payload; unmatched rows must never be silently dropped", shifts
+
+
+@pytest.mark.threshold("truth_key_coverage", minimum=1.0, percent=True)
+def test_truth_keys_are_covered_by_payload(eval_set: EvalSet, payload: Payload, threshold) -> None:
+    given = coverage(payload.key_index, eval_set.truth_keys)
+    cause, shifts = coverage_cause(eval_set.truth_keys, payload, given) if given < 1.0 else ("", {})
+    threshold.check(given, cause=cause, details={"shifted_coverage": shifts})
+
+
+@pytest.mark.threshold("context_key_coverage", minimum=1.0, percent=True)
+def test_context_keys_are_covered_by_payload(eval_set: EvalSet, payload: Payload, threshold) -> None:
+    if eval_set.context_keys is None:
+        pytest.skip(f"{eval_set.path} has no 'context_keys' (public format)")
+    keys = eval_set.context_keys.reshape(-1, 2)
+    given = coverage(payload.key_index, keys)
+    cause, shifts = coverage_cause(keys, payload, given) if given < 1.0 else ("", {})
+    threshold.check(given, cause=cause, details={"shifted_coverage": shifts})
+
+
+@pytest.mark.threshold("truth_key_distinct_fraction", minimum=0.5, percent=True)
+def test_truth_keys_are_diverse(eval_set: EvalSet, threshold) -> None:
+    """A legacy eval set had 16 distinct keys, all with article == chunk (row 4)."""
+    distinct = distinct_count(eval_set.truth_keys)
+    diagonal = float((eval_set.truth_keys[:, 0] == eval_set.truth_keys[:, 1]).mean())
+    threshold.check(
+        distinct / max(1, eval_set.count),
+        cause=f"degenerate truth keys ({distinct} distinct of {eval_set.count}; {100 * diagonal:.1f}% have article == chunk): "
+        "keys were generated, not taken from the payload",
+        details={"distinct": distinct, "entropy_bits": key_entropy_bits(eval_set.truth_keys), "article_equals_chunk": diagonal},
+    )
+
+
+@pytest.mark.threshold("truth_key_article_equals_chunk_fraction", minimum=0.5, above=False, percent=True)
+def test_truth_keys_are_not_diagonal(eval_set: EvalSet, threshold) -> None:
+    diagonal = float((eval_set.truth_keys[:, 0] == eval_set.truth_keys[:, 1]).mean())
+    threshold.check(diagonal, cause="truth keys with article == chunk: a key built from one index twice (row 4)")
+
+
+@pytest.mark.threshold("context_nonconsecutive_fraction", minimum=0.0, above=False, percent=True)
+def test_context_keys_are_consecutive_within_one_document(eval_set: EvalSet, threshold) -> None:
+    """Context chunks c..c+C-1 of one article, followed by the truth chunk c+C."""
+    if eval_set.context_keys is None:
+        pytest.skip(f"{eval_set.path} has no 'context_keys' (public format)")
+    broken = nonconsecutive_context_rows(eval_set.context_keys, eval_set.truth_keys)
+    threshold.check(float(broken.mean()) if len(broken) else 0.0,
+                    cause="contexts with gaps in chunk order, mixed documents, or a truth that is not the next chunk",
+                    context=f"first broken rows: {np.flatnonzero(broken)[:5].tolist()}.")
+
+
+@pytest.mark.threshold("target_in_own_context_fraction", minimum=0.0, above=False, percent=True)
+def test_no_context_contains_its_target(eval_set: EvalSet, threshold) -> None:
+    """A context that already holds its target turns every baseline into an oracle (row 12)."""
+    same = np.abs(eval_set.contexts - eval_set.targets[:, None, :]).max(axis=2) <= 1e-6  # (M, C)
+    threshold.check(float(same.any(axis=1).mean()) if len(same) else 0.0,
+                    cause="the target vector appears inside its own context (windows built off by one, or the truth appended to the context)")

@@ -1,0 +1,75 @@
+"""Plumbing: the retrieval index (FAILURE_MODES rows 6, 7, 14 and the closing lines)."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from lvmcore.evalset import EvalSet
+from lvmcore.index import IVFConfig, exact_search, index_search, metric_name
+from lvmcore.payload import Payload
+from lvmcore.retrieval import equal_vector_hits, first_hit_rank, key_hits, recall_at
+
+pytestmark = pytest.mark.plumbing
+
+ORACLE_QUERIES = 2_000
+AGREEMENT_K = 10
+
+
+@pytest.mark.threshold("index_metric_is_inner_product", minimum=1)
+def test_index_metric_is_inner_product(ivf_index: faiss.Index, threshold) -> None:
+    threshold.check(
+        int(ivf_index.metric_type == faiss.METRIC_INNER_PRODUCT),
+        cause=f"the index uses metric '{metric_name(ivf_index)}' where inner product (cosine on unit vectors) was meant",
+    )
+
+
+@pytest.mark.threshold("index_ntotal_minus_payload", minimum=0, above=False)
+def test_index_holds_every_payload_row(ivf_index: faiss.Index, payload: Payload, threshold) -> None:
+    """ntotal == N: a per-article or partial index ('shard assist', row 14) retrieves with metadata."""
+    threshold.check(
+        abs(int(ivf_index.ntotal) - payload.count),
+        cause="the index was built from another or a partial bank (a shard, a per-article index, a stale build)",
+        context=f"index ntotal {ivf_index.ntotal}, payload rows {payload.count}.",
+    )
+
+
+@pytest.fixture(scope="session")
+def oracle_rows(payload: Payload) -> np.ndarray:
+    count = min(ORACLE_QUERIES, payload.count)
+    return np.sort(np.random.default_rng(7).choice(payload.count, size=count, replace=False))
+
+
+@pytest.mark.threshold("oracle_recall_at_1", minimum=0.999, percent=True)
+def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload: Payload, oracle_rows: np.ndarray, ivf_config: IVFConfig, threshold) -> None:
+    """Payload rows as their own queries must come back first, counting a hit by key or equal vector.
+
+    With IVF-Flat the query's own list is always probed, so a loss here is duplicates or a bad index,
+    not quantization (row 7).
+    """
+    queries = np.ascontiguousarray(payload.vectors[oracle_rows])
+    _, rows = index_search(ivf_index, queries, 5, ivf_config.nprobe)
+    hits = key_hits(rows, payload.keys, payload.keys[oracle_rows]) | equal_vector_hits(rows, payload.vectors, queries)
+    by_id = float((rows[:, 0] == oracle_rows).mean())
+    threshold.check(
+        recall_at(first_hit_rank(hits), 1),
+        cause="the index does not hold these vectors as stored (built from another bank, not normalized, or an L2 index)",
+        context=f"Top-1 equal to the query's own row id: {100 * by_id:.2f}% (row-id hits understate recall when vectors repeat).",
+        details={"row_id_recall_at_1": by_id, "queries": len(oracle_rows)},
+    )
+
+
+@pytest.mark.threshold("ivf_exact_top10_agreement", minimum=0.9, good=0.95, strong=0.99, percent=True)
+def test_ivf_agrees_with_exact_search(ivf_index: faiss.Index, payload: Payload, eval_set: EvalSet, ivf_config: IVFConfig, threshold) -> None:
+    """Mean-of-context queries: the share of exact top-10 rows that IVF at the configured nprobe also finds."""
+    queries = eval_set.contexts.mean(axis=1)
+    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    _, exact_rows = exact_search(payload.vectors, queries, AGREEMENT_K)
+    _, ivf_rows = index_search(ivf_index, queries, AGREEMENT_K, ivf_config.nprobe)
+    overlap = np.mean([len(np.intersect1d(a, b)) / AGREEMENT_K for a, b in zip(exact_rows, ivf_rows)])
+    threshold.check(
+        float(overlap),
+        cause=f"IVF probes too few lists (nprobe {ivf_config.nprobe}) for this bank, or its centroids were trained on "
+        "other data: retrieval losses would be index losses, not model losses",
+    )

@@ -1,0 +1,55 @@
+"""Plumbing: eval rows must come from documents the model never trained on (row 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lvmcore.evalset import EvalSet
+from lvmcore.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_fraction
+from lvmcore.payload import Payload
+from lvmcore.training_data import TrainingData
+
+pytestmark = pytest.mark.plumbing
+
+
+def eval_keys(eval_set: EvalSet) -> np.ndarray:
+    parts = [eval_set.truth_keys]
+    if eval_set.context_keys is not None:
+        parts.append(eval_set.context_keys.reshape(-1, 2))
+    return np.concatenate(parts)
+
+
+@pytest.fixture(scope="session")
+def leakage(training_data: TrainingData, eval_set: EvalSet):
+    return key_leakage(training_data.context_keys, training_data.truth_keys, eval_keys(eval_set))
+
+
+@pytest.mark.threshold("eval_article_overlap", minimum=0.0, above=False, percent=True)
+def test_no_eval_article_is_a_training_article(leakage, threshold) -> None:
+    threshold.check(leakage.article_overlap,
+                    cause="train/eval split made over windows, not documents: the model has read the eval articles (row 5)")
+
+
+@pytest.mark.threshold("eval_chunk_key_overlap", minimum=0.0, above=False, percent=True)
+def test_no_eval_chunk_is_a_training_chunk(leakage, threshold) -> None:
+    threshold.check(leakage.chunk_key_overlap,
+                    cause="eval chunks appear in training windows: overlapping windows split at random (row 5)")
+
+
+@pytest.mark.threshold("eval_near_duplicate_fraction", minimum=0.0, above=False, percent=True)
+def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, record, threshold) -> None:
+    """Eval targets with a training vector at cosine >= 0.995: the same text under another key."""
+    if training_data.built_from_payload:
+        training_rows = np.zeros(payload.count, dtype=bool)
+        training_rows[np.unique(training_data.context_rows)] = True
+        training_rows[np.unique(training_data.target_rows)] = True
+        fraction, saturated = near_duplicate_fraction(eval_set.targets, payload.vectors, bank_is_training=training_rows)
+    else:
+        bank = np.concatenate([training_data.targets, training_data.contexts.reshape(-1, training_data.contexts.shape[-1])])
+        fraction, saturated = near_duplicate_fraction(eval_set.targets, bank)
+    if saturated:
+        record("near_duplicate_search_saturated", 1, details={"note": "some queries had more non-training near-duplicates than k"})
+    threshold.check(fraction,
+                    cause=f"eval targets repeated (cos >= {NEAR_DUPLICATE_COSINE}) in training data under other keys: duplicated "
+                    "documents or boilerplate across the split (row 5)")

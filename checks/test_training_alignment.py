@@ -1,0 +1,42 @@
+"""Plumbing: training targets AND contexts match the payload by key (row 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lvmcore.alignment import align_to_payload, explain_mismatch
+from lvmcore.keys import nonconsecutive_context_rows
+from lvmcore.payload import Payload
+from lvmcore.training_data import TrainingData
+
+pytestmark = pytest.mark.plumbing
+
+
+@pytest.mark.threshold("training_target_aligned_fraction", minimum=1.0, percent=True)
+def test_every_training_target_matches_payload(training_data: TrainingData, training_rows: np.ndarray, payload: Payload, threshold) -> None:
+    _, targets = training_data.batch(training_rows)
+    keys = training_data.truth_keys[training_rows]
+    alignment = align_to_payload(targets, keys, payload)
+    fraction = alignment.aligned_fraction()
+    cause, details = explain_mismatch(targets, keys, payload, alignment, "training targets") if fraction < 1 else ("", {})
+    threshold.check(fraction, cause=cause, details=details,
+                    context=f"{alignment.checked} targets checked, mean cosine {alignment.mean_cosine():.4f}.")
+
+
+@pytest.mark.threshold("training_context_aligned_fraction", minimum=1.0, percent=True)
+def test_every_training_context_vector_matches_payload(training_data: TrainingData, training_rows: np.ndarray, payload: Payload, threshold) -> None:
+    contexts, _ = training_data.batch(training_rows)
+    keys = training_data.context_keys[training_rows]
+    alignment = align_to_payload(contexts, keys, payload)
+    fraction = alignment.aligned_fraction()
+    cause, details = explain_mismatch(contexts, keys, payload, alignment, "training context vectors") if fraction < 1 else ("", {})
+    threshold.check(fraction, cause=cause, details=details,
+                    context=f"{alignment.checked} context vectors checked, mean cosine {alignment.mean_cosine():.4f}.")
+
+
+@pytest.mark.threshold("training_nonconsecutive_fraction", minimum=0.0, above=False, percent=True)
+def test_training_windows_are_consecutive(training_data: TrainingData, threshold) -> None:
+    broken = nonconsecutive_context_rows(training_data.context_keys, training_data.truth_keys)
+    threshold.check(float(broken.mean()) if len(broken) else 0.0,
+                    cause="training windows that cross documents or skip chunks: the next-chunk target is not the next chunk")

@@ -1,0 +1,58 @@
+"""Overlap between training data and the eval set: documents, chunk keys and near-duplicate vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lvmcore.index import exact_search
+from lvmcore.keys import key_overlap, value_overlap
+
+NEAR_DUPLICATE_COSINE = 0.995
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """Each figure is the fraction of the EVAL side that also appears on the training side."""
+
+    article_overlap: float
+    chunk_key_overlap: float
+
+
+def key_leakage(train_context_keys: np.ndarray, train_truth_keys: np.ndarray, eval_keys: np.ndarray) -> Leakage:
+    """Article and chunk-key overlap of the eval keys (contexts and truths) with every training key."""
+    train_keys = np.concatenate([np.asarray(train_context_keys).reshape(-1, 2), np.asarray(train_truth_keys).reshape(-1, 2)])
+    eval_keys = np.asarray(eval_keys).reshape(-1, 2)
+    return Leakage(
+        article_overlap=value_overlap(train_keys[:, 0], eval_keys[:, 0]),
+        chunk_key_overlap=key_overlap(train_keys, eval_keys),
+    )
+
+
+def near_duplicate_fraction(
+    eval_vectors: np.ndarray,
+    bank: np.ndarray,
+    bank_is_training: np.ndarray | None = None,
+    threshold: float = NEAR_DUPLICATE_COSINE,
+    k: int = 16,
+) -> tuple[float, bool]:
+    """Fraction of eval vectors with a training vector at cosine >= threshold (vectors unit norm).
+
+    bank: training vectors, or the whole payload with `bank_is_training` marking training rows (the
+    eval vector's own payload row is then not training, so it cannot count). Rows at cosine >= the
+    threshold always outrank lower ones, so the top-k holds every near-duplicate unless more than k
+    non-training rows tie above it; the second value says whether that happened (then raise k).
+    """
+    if len(eval_vectors) == 0 or len(bank) == 0:
+        return 0.0, False
+    scores, rows = exact_search(bank, eval_vectors, k)
+    close = scores >= threshold
+    if bank_is_training is not None:
+        training = np.where(rows >= 0, np.asarray(bank_is_training)[np.maximum(rows, 0)], False)
+        leaked = (close & training).any(axis=1)
+        saturated = bool((close.all(axis=1) & ~leaked).any())
+    else:
+        leaked = close.any(axis=1)
+        saturated = False
+    return float(leaked.mean()), saturated
