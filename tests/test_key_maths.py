@@ -1,0 +1,124 @@
+"""Properties of the key and vector maths: packing, matching, coverage, overlap, norms, windows."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lvmcore.alignment import cosine_rows
+from lvmcore.keys import (
+    KeyIndex,
+    coverage,
+    distinct_count,
+    duplicate_key_count,
+    key_overlap,
+    nonconsecutive_context_rows,
+    pack_keys,
+    shifted_coverage,
+    unpack_keys,
+    value_overlap,
+)
+from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+from lvmcore.validate import row_norms
+from lvmcore.windows import build_windows, document_split
+
+key_lists = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=80)
+
+
+def as_keys(pairs) -> np.ndarray:
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**32 - 1)), max_size=50))
+def test_pack_unpack_round_trip_and_order(pairs) -> None:
+    keys = as_keys(pairs)
+    codes = pack_keys(keys)
+    np.testing.assert_array_equal(unpack_keys(codes), keys)
+    assert [tuple(k) for k in keys[np.argsort(codes, kind="stable")]] == sorted(map(tuple, keys))
+
+
+@given(key_lists, key_lists)
+def test_key_index_matches_a_dict(payload_pairs, queries) -> None:
+    keys = as_keys(payload_pairs)
+    first_row: dict[tuple[int, int], int] = {}
+    for row, key in enumerate(map(tuple, keys)):
+        first_row.setdefault(key, row)
+    index = KeyIndex.from_keys(keys)
+    expected = [first_row.get(tuple(q), -1) for q in queries]
+    assert index.first_row(as_keys(queries)).tolist() == expected
+    assert coverage(index, as_keys(queries)) == (np.mean([e >= 0 for e in expected]) if queries else 1.0)
+
+
+@given(key_lists)
+def test_duplicates_and_distinct_add_up(pairs) -> None:
+    keys = as_keys(pairs)
+    assert distinct_count(keys) == len(set(pairs))
+    assert duplicate_key_count(keys) == len(pairs) - len(set(pairs))
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), min_size=1, max_size=60, unique=True))
+def test_off_by_one_article_is_recovered_by_the_shift(pairs) -> None:
+    keys = as_keys(pairs)
+    shifted = keys.copy()
+    shifted[:, 0] -= 1  # an eval set whose article index is one less than the payload's
+    result = shifted_coverage(KeyIndex.from_keys(keys), shifted)
+    assert result["article+1"] == 1.0
+
+
+@given(key_lists, key_lists)
+def test_overlap_is_a_fraction_of_the_right_side(left, right) -> None:
+    overlap = key_overlap(as_keys(left), as_keys(right))
+    expected = np.mean([tuple(r) in set(left) for r in right]) if right else 0.0
+    assert overlap == expected
+    assert key_overlap(as_keys(right), as_keys(right)) == (1.0 if right else 0.0)
+    articles_left = [a for a, _ in left]
+    articles_right = sorted({a for a, _ in right})
+    assert value_overlap(np.array(articles_left), np.array(articles_right)) == (
+        np.mean([a in set(articles_left) for a in articles_right]) if articles_right else 0.0
+    )
+
+
+@settings(deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 16)), elements=st.floats(-100, 100, width=32)))
+def test_row_norms_match_numpy_and_normalized_rows_have_norm_one(vectors) -> None:
+    np.testing.assert_allclose(row_norms(vectors), np.linalg.norm(vectors.astype(np.float64), axis=1), rtol=1e-6, atol=1e-6)
+    nonzero = np.linalg.norm(vectors, axis=1) > 1e-3
+    unit = vectors[nonzero] / np.linalg.norm(vectors[nonzero], axis=1, keepdims=True)
+    np.testing.assert_allclose(row_norms(unit), 1.0, atol=1e-5)
+    np.testing.assert_allclose(cosine_rows(unit, unit), 1.0, atol=1e-5)
+
+
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=8), st.integers(1, 4))
+def test_windows_are_consecutive_and_complete(lengths, context) -> None:
+    keys = as_keys([(a, c) for a, n in enumerate(lengths) for c in range(n)])
+    context_rows, target_rows = build_windows(keys, context)
+    assert len(target_rows) == sum(max(0, n - context) for n in lengths)
+    assert not nonconsecutive_context_rows(keys[context_rows], keys[target_rows]).any()
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=200, unique=True), st.integers(0, 5))
+def test_document_split_is_a_stable_partition(ids, seed) -> None:
+    parts = document_split(np.array(ids), {"train": 0.8, "eval": 0.2}, seed)
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == sorted(ids)
+    again = document_split(np.array(ids[: len(ids) // 2 + 1]), {"train": 0.8, "eval": 0.2}, seed)
+    for name in parts:  # an id lands in the same part whatever other ids are present
+        assert set(again[name]) <= set(parts[name])
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=5, max_size=5), min_size=1, max_size=30))
+def test_ranks_recall_and_mrr(hit_rows) -> None:
+    hits = np.array(hit_rows)
+    ranks = first_hit_rank(hits)
+    for row, rank in zip(hit_rows, ranks):
+        assert rank == (row.index(True) + 1 if True in row else 0)
+    assert recall_at(ranks, 5) == np.mean([any(r) for r in hit_rows])
+    assert 0.0 <= mean_reciprocal_rank(ranks) <= recall_at(ranks, 5)
+
+
+def test_key_hits_count_every_duplicate_row() -> None:
+    payload_keys = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])  # key (0, 1) owns rows 1 and 2
+    retrieved = np.array([[2, 3], [3, -1]])
+    hits = key_hits(retrieved, payload_keys, np.array([[0, 1], [0, 0]]))
+    assert hits.tolist() == [[True, False], [False, False]]
