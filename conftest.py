@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.recorder",
     "fixtures.thresholds",
     "fixtures.artifacts",
+    "fixtures.gate",
 ]

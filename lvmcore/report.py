@@ -1,0 +1,266 @@
+"""A run report from what the checks recorded: `report.md`, PNG plots, and the decision.
+
+The recorder (`fixtures/recorder.py`) collects every record of a subject (a checkpoint's name, or
+"plumbing") and calls `write_report(directory, report)` before it writes `report.json`. This module
+adds `report["decision"]` (the training module reads it), draws the plots from the records'
+details, and writes the Markdown. It reads no artifact except `history.json` for training curves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from lvmcore.decision import Decision, GateMetrics, decide
+
+PLOT_DPI = 90
+
+
+def _records(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [r for r in report.get("records", []) if r.get("check") == name]
+
+
+def _details(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    found = _records(report, name)
+    return found[-1].get("details") or {} if found else None
+
+
+def decision_of(report: dict[str, Any]) -> dict[str, str] | None:
+    """The decision `test_decision` recorded; else computed from the recorded gate metrics; None for plumbing."""
+    recorded = _details(report, "decision")
+    if recorded and "action" in recorded:
+        return {"action": str(recorded["action"]), "reason": str(recorded.get("reason", ""))}
+    figures = _details(report, "gate_figures")
+    if figures and "metrics" in figures:
+        try:
+            return decide(GateMetrics(**figures["metrics"])).as_dict()
+        except TypeError as exc:
+            return {"action": "unknown", "reason": f"recorded gate metrics are incomplete: {exc}"}
+    if report.get("subject", "plumbing") != "plumbing":
+        return Decision("unknown", "no decision recorded: test_decision did not run (deselected, skipped or errored); see the outcomes").as_dict()
+    return None
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_separation(details: dict[str, Any], path: Path) -> bool:
+    edges, pos, neg = details.get("hist_edges"), details.get("pos_hist"), details.get("neg_hist")
+    if not (edges and pos and neg):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    width = edges[1] - edges[0]
+    ax.bar(centers, pos, width=width, alpha=0.6, label="cos(pred, own target)")
+    ax.bar(centers, neg, width=width, alpha=0.6, label="cos(pred, another row's target)")
+    ax.set_xlabel("cosine")
+    ax.set_ylabel("eval rows")
+    ax.set_title(f"Separation on the eval set: AUC {details.get('auc', details.get('measured', float('nan'))):.3f}" if "auc" in details else "Separation on the eval set")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
+    curves = details.get("curves") or {}
+    if not any(curves.values()):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, curve in curves.items():
+        if curve:
+            ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], label=name, linestyle="--" if name == "oracle" else "-")
+    ivf = details.get("ivf_curve")
+    if ivf:
+        ax.plot(range(1, len(ivf) + 1), [100 * v for v in ivf], label=f"model, IVF nprobe={details.get('nprobe')}", linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("R@k (%)")
+    ax.set_title("Recall at k, exact search over the payload")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_offset_sweep(details: dict[str, Any], path: Path) -> bool:
+    sweep = details.get("sweep") or {}
+    if not sweep:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, values in (("model", sweep), ("copy-last", details.get("copy_last_sweep") or {})):
+        points = sorted((int(k), v) for k, v in values.items() if v is not None and not (isinstance(v, float) and math.isnan(v)))
+        if points:
+            ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=label)
+    ax.axvline(1, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("offset k from the last context chunk (+1 = true next chunk)")
+    ax.set_ylabel("mean cos(pred, chunk at k)")
+    ax.set_title("Offset sweep: a next-chunk predictor peaks at +1")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
+def plot_training_curves(history: dict[str, Any], path: Path) -> bool:
+    epochs = history.get("epochs") or []
+    if not epochs:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    x = [row.get("epoch") for row in epochs]
+    for key in ("train_loss", "val_loss"):
+        axes[0].plot(x, [row.get(key) for row in epochs], marker="o", label=key)
+    axes[0].set_title("loss")
+    for key in ("val_cosine", "val_r_at_1", "val_r_at_5"):
+        axes[1].plot(x, [row.get(key) for row in epochs], marker="o", label=key)
+    axes[1].set_title("validation")
+    trace = [pair for row in epochs for pair in row.get("lr_trace", [])]
+    if trace:
+        axes[2].plot([s for s, _ in trace], [lr for _, lr in trace])
+    axes[2].set_title("learning rate per optimizer step")
+    for ax in axes[:2]:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    axes[2].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.2f}%"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def summary_table(records: list[dict[str, Any]]) -> list[str]:
+    checked = [r for r in records if r.get("status") in ("pass", "fail")]
+    lines = ["| check | measured | threshold | status | likely cause |", "|---|---|---|---|---|"]
+    for r in sorted(checked, key=lambda r: (r["status"] != "fail", r["check"])):
+        status = r["status"].upper() + (f" ({r['level_reached']})" if r.get("level_reached") else "")
+        lines.append(f"| {_cell(r['check'])} | {_cell(r.get('shown'))} | {_cell(r.get('threshold'))} ({_cell(r.get('level_required'))}) | {status} | {_cell(r.get('cause'))} |")
+    return lines if checked else ["(no thresholded checks recorded)"]
+
+
+def query_set_table(query_sets: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| query set | cosine | R@1 | R@5 | R@10 | R@50 | MRR | Article@50 | echo | IVF R@5 | IVF/exact agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in query_sets.items():
+        lines.append(
+            f"| {name} | {_num(s.get('cosine'))} | {_pct(s.get('exact_r_at_1'))} | {_pct(s.get('exact_r_at_5'))} | {_pct(s.get('exact_r_at_10'))} | "
+            f"{_pct(s.get('exact_r_at_50'))} | {_num(s.get('exact_mrr'))} | {_pct(s.get('exact_article_at_50'))} | {_pct(s.get('echo_rate'))} | "
+            f"{_pct(s.get('ivf_r_at_5'))} | {_pct(s.get('ivf_agreement'))} |"
+        )
+    return lines
+
+
+def examples_section(examples: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    for ex in examples:
+        lines.append(f"**eval row {ex['row']}**: truth {tuple(ex['truth_key'])}, first hit at rank {ex['first_hit_rank'] or '>50'}")
+        if ex.get("context_last_text"):
+            lines.append(f"- last context chunk: {_cell(ex['context_last_text'])}")
+        if ex.get("truth_text"):
+            lines.append(f"- true next chunk: {_cell(ex['truth_text'])}")
+        for hit in ex.get("retrieved", []):
+            text = f": {_cell(hit['text'])}" if hit.get("text") else ""
+            mark = " **(truth)**" if hit.get("hit") else ""
+            lines.append(f"- retrieved #{hit['rank']} {tuple(hit['key'])} score {hit['score']:.3f}{mark}{text}")
+        lines.append("")
+    return lines
+
+
+def write_report(directory: str | Path, report: dict[str, Any]) -> None:
+    """Write `report.md` and plots into `directory` and add `report["decision"]` (gate subjects)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    decision = decision_of(report)
+    if decision is not None:
+        report["decision"] = decision
+    records = report.get("records", [])
+    plots: list[str] = []
+
+    sep = _details(report, "separation_auc")
+    if sep is not None:
+        sep = {**sep, "auc": next((r.get("measured") for r in _records(report, "separation_auc")), None)}
+        if plot_separation(sep, directory / "separation.png"):
+            plots.append("separation.png")
+    curves = _details(report, "recall_curves")
+    if curves is not None and plot_recall_curves(curves, directory / "recall_at_k.png"):
+        plots.append("recall_at_k.png")
+    offsets = _details(report, "offset_peak_margin")
+    if offsets is not None and plot_offset_sweep(offsets, directory / "offset_sweep.png"):
+        plots.append("offset_sweep.png")
+    figures = _details(report, "gate_figures") or {}
+    history_path = figures.get("history_path")
+    if history_path and Path(history_path).is_file():
+        try:
+            history = json.loads(Path(history_path).read_text())
+        except json.JSONDecodeError:
+            history = {}
+        if plot_training_curves(history, directory / "training_curves.png"):
+            plots.append("training_curves.png")
+
+    failed = [nodeid for nodeid, outcome in report.get("outcomes", {}).items() if outcome == "failed"]
+    lines = [f"# lvm-checks report: {report.get('subject', '?')}", "", f"run `{report.get('run', '?')}`, created {report.get('created', '?')}", ""]
+    if decision is not None:
+        lines += ["## Decision", "", f"**{decision['action']}**: {decision['reason']}", ""]
+    lines += ["## Checks", "", *summary_table(records), ""]
+    if failed:
+        lines += [f"{len(failed)} test(s) failed: " + ", ".join(f"`{n}`" for n in failed), ""]
+    if figures.get("query_sets"):
+        lines += [
+            "## Retrieval: model, baselines (contexts only), oracle and training sample", "",
+            "Exact search over the whole payload; hits by key (duplicate aware). The oracle queries with the truth targets: an upper bound, never a baseline.", "",
+            *query_set_table(figures["query_sets"]), "",
+        ]
+    checkpoint = figures.get("checkpoint") or {}
+    if checkpoint.get("metrics"):
+        shown = ", ".join(f"{k} {_num(v)}" for k, v in checkpoint["metrics"].items() if isinstance(v, (int, float)))
+        lines += [f"Training's own figures for this checkpoint (epoch {checkpoint.get('epoch')}, step {checkpoint.get('step')}): {shown}. Choose checkpoints by the held-out R@5 above, never by validation cosine (row 15).", ""]
+    info = [r for r in records if r.get("status") == "info" and r["check"] not in ("gate_figures", "decision", "recall_curves")]
+    if info:
+        lines += ["## Other figures", "", "| figure | value |", "|---|---|"]
+        lines += [f"| {_cell(r['check'])} | {_cell(r.get('shown'))} |" for r in info]
+        lines.append("")
+    if figures.get("examples"):
+        lines += ["## Example eval rows", "", *examples_section(figures["examples"])]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    if figures.get("seconds"):
+        lines += ["Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in figures["seconds"].items()), ""]
+    (directory / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,245 @@
+"""The gate checks can fail: each bad model or artifact fails the check that guards it, and a good model passes.
+
+A tiny synthetic bank is written in tmp: documents whose next chunk is a known NONLINEAR function of
+the last one (one of two rotations, picked by the sign of the first coordinate), plus noise. A
+linear ridge map cannot learn the switch, so the model that knows the function beats every
+baseline, and nothing in the bank makes that easy by accident (copy-last and the context mean are
+far from the next chunk).
+
+The models are tiny torch modules with known behaviour (the true function, copy-last, a model run
+on contexts from another encoder), stored as `lvm-checkpoint/1` files whose `model_config` kind is
+test-only; for those kinds only, this test extends `lvmcore.checkpoint.load_checkpoint`. A random-
+weights model is a real `lvmcore.models` preset going through the real loader when that package
+provides presets (else a random linear module). The real suite (`checks/ -m gate`) runs in-process
+with pytester, as users run it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lvmcore.checkpoint as checkpoint_module
+from lvmcore.checkpoint import Checkpoint, save_checkpoint
+from lvmcore.evalset import write_eval_set
+from lvmcore.metrics import l2_normalize
+from lvmcore.payload import write_payload
+from lvmcore.schedule import lr_at
+from lvmcore.training_data import write_windows_spec
+from lvmcore.windows import build_windows
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKS = REPO / "checks"
+DIM, ARTICLES, CHUNKS, CONTEXT, NOISE = 32, 100, 24, 5, 0.5
+EVAL_ARTICLES = 20
+TRAIN_CONFIG = {"lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 2, "total_steps": 10, "schedule": "warmup_cosine",
+                "batch_size": 16, "accumulation": 2, "world_size": 1}
+
+
+def rotation(rng: np.random.Generator) -> np.ndarray:
+    q, _ = np.linalg.qr(np.eye(DIM) + rng.normal(size=(DIM, DIM)))
+    return q.astype(np.float32)
+
+
+class SwitchedRotation(nn.Module):
+    """The bank's true next-chunk function: rotate the last chunk by r1 or r2 by the sign of its first coordinate."""
+
+    tower_count = 1
+
+    def __init__(self, r1: torch.Tensor, r2: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("r1", r1)
+        self.register_buffer("r2", r2)
+
+    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        last = contexts[:, -1, :]  # (B, D)
+        out = torch.where(last[:, :1] > 0, last @ self.r1.T, last @ self.r2.T)  # (B, D)
+        return nn.functional.normalize(out, dim=-1)
+
+
+class CopyLast(nn.Module):
+    tower_count = 1
+
+    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(contexts[:, -1, :], dim=-1)  # (B, D)
+
+
+class RandomLinear(nn.Module):
+    tower_count = 1
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(contexts.flatten(1) @ self.weight, dim=-1)  # (B, C*D) @ (C*D, D)
+
+
+def build_test_model(config: dict, state: dict) -> nn.Module:
+    if config["model"] == "switched_rotation":
+        return SwitchedRotation(state["r1"], state["r2"])
+    if config["model"] == "copy_last":
+        return CopyLast()
+    return RandomLinear(state["weight"])
+
+
+REAL_LOAD = checkpoint_module.load_checkpoint
+
+
+def load_with_test_kinds(path, expected_dim=None):
+    """The real loader, extended to the test-only model kinds written below."""
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    if not str(content.get("model_config", {}).get("kind", "")).startswith("test-"):
+        return REAL_LOAD(path, expected_dim)
+    model = build_test_model(content["model_config"], content["model_state"]).eval()
+    return Checkpoint(path=Path(path), model=model, model_config=content["model_config"], epoch=content["epoch"], step=content["step"],
+                      metrics=content.get("metrics", {}), negatives_per_positive=content["negatives_per_positive"], train_config=content["train_config"])
+
+
+def write_history(directory: Path, lr_trace: list, negatives: int) -> None:
+    (directory / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": TRAIN_CONFIG, "epochs": [
+        {"epoch": 1, "step_end": len(lr_trace), "train_loss": 2.0, "val_loss": 2.1, "val_cosine": 0.5, "val_r_at_1": 0.5, "val_r_at_5": 0.8,
+         "lr_start": lr_trace[0][1], "lr_end": lr_trace[-1][1], "lr_trace": lr_trace, "seconds": 1.0, "samples_per_s": 100.0,
+         "negatives_per_positive": negatives, "checkpoint": "epoch_001.pt"}]}))
+
+
+def write_checkpoint(path: Path, kind: str, state: dict, negatives: int = 31, good_history: bool = True) -> Path:
+    """A test-kind checkpoint at `path`, with a history.json beside it (a correct one, or one with row 9/10 faults)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    steps = 10
+    trace = [[s, lr_at(s, TRAIN_CONFIG)] for s in range(steps)] if good_history else [[s, TRAIN_CONFIG["lr"]] for s in range(steps)]
+    write_history(path.parent, trace, negatives)
+    return save_checkpoint(path, {
+        "model_config": {"kind": "test-numpy", "model": kind}, "model_state": state, "epoch": 1, "step": steps,
+        "metrics": {"val_cosine": 0.5}, "negatives_per_positive": negatives, "train_config": TRAIN_CONFIG,
+    })
+
+
+def write_random_preset(path: Path, negatives: int) -> Path | None:
+    """A real preset with random weights, through the real checkpoint format and loader (None if no presets yet)."""
+    try:
+        from lvmcore.models import PRESETS, build_model
+    except ImportError:
+        return None
+    name = next((n for n in ("gru", "lstm", "mamba-xs") if n in PRESETS), None)
+    if name is None:
+        return None
+    torch.manual_seed(0)
+    config = PRESETS[name](dim=DIM)
+    model = build_model(config)
+    return save_checkpoint(path, {
+        "model_config": config.to_dict(), "model_state": model.state_dict(), "epoch": 1, "step": 10, "metrics": {},
+        "provenance": {"dim": DIM}, "negatives_per_positive": negatives, "train_config": TRAIN_CONFIG,
+    })
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gatebank")
+    rng = np.random.default_rng(0)
+    r1, r2 = rotation(rng), rotation(rng)
+    step = SwitchedRotation(torch.from_numpy(r1), torch.from_numpy(r2))
+    vectors, keys = [], []
+    for article in range(ARTICLES):
+        v = l2_normalize(rng.normal(size=DIM))
+        for chunk in range(CHUNKS):
+            vectors.append(v)
+            keys.append((article, chunk))
+            nxt = step(torch.from_numpy(np.asarray(v, np.float32))[None, None, :])[0].numpy()
+            v = l2_normalize(nxt + NOISE * rng.normal(size=DIM) / np.sqrt(DIM))
+    vectors, keys = np.asarray(vectors, np.float32), np.asarray(keys, np.int64)
+    write_payload(root / "payload", vectors, keys, embedder="synthetic/switched-rotation", texts=[f"article {a} chunk {c}" for a, c in keys])
+    provenance = {"embedder": "synthetic/switched-rotation", "dim": DIM, "norm": "l2", "metric": "ip"}
+    context_rows, target_rows = build_windows(keys, CONTEXT, np.arange(EVAL_ARTICLES))
+    write_eval_set(root / "eval.npz", vectors[context_rows], vectors[target_rows], keys[target_rows], keys[context_rows], {**provenance, "split": "eval"})
+    foreign = l2_normalize(vectors[context_rows] @ rotation(rng))  # the same contexts through "another encoder"
+    write_eval_set(root / "eval_foreign.npz", foreign, vectors[target_rows], keys[target_rows], keys[context_rows], {**provenance, "split": "eval"})
+    write_windows_spec(root / "train.json", np.arange(EVAL_ARTICLES, ARTICLES), CONTEXT, {**provenance, "split": "train"})
+    # bad/ holds two bad models and a history with a per-epoch LR and the negatives of one micro-batch
+    write_checkpoint(root / "bad" / "copy_last.pt", "copy_last", {}, negatives=15, good_history=False)
+    if write_random_preset(root / "bad" / "random.pt", negatives=15) is None:
+        write_checkpoint(root / "bad" / "random.pt", "random", {"weight": torch.from_numpy(rng.normal(size=(CONTEXT * DIM, DIM)).astype(np.float32))}, negatives=15, good_history=False)
+    return {"root": root, "good": write_checkpoint(root / "good" / "epoch_001.pt", "switched_rotation", {"r1": torch.from_numpy(r1), "r2": torch.from_numpy(r2)}), "bad": root / "bad"}
+
+
+def run_gate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bank: dict[str, Path], checkpoint: Path, *extra: str, eval_name: str = "eval.npz") -> tuple[pytest.RunResult, dict[str, dict]]:
+    """Run `checks/ -m gate` on `checkpoint`; returns the run and each subject's report.json."""
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", load_with_test_kinds)
+    root = bank["root"]
+    reports = pytester.path / "reports"
+    result = pytester.runpytest_inprocess(
+        str(CHECKS), "-m", "gate", "-c", str(REPO / "pytest.ini"), "--rootdir", str(REPO), "-p", "no:cacheprovider",
+        "--payload", str(root / "payload"), "--eval-set", str(root / eval_name), "--train-data", str(root / "train.json"),
+        "--checkpoint", str(checkpoint), "--nlist", "8", "--nprobe", "8", "--index-cache", str(root / "cache"),
+        "--report-dir", str(reports), "--run-name", "t", *extra,
+    )
+    return result, {p.parent.name: json.loads(p.read_text()) for p in (reports / "t").glob("*/report.json")}
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {r["check"]: r["status"] for r in report.get("records", []) if r["status"] != "info"}
+
+
+def failed_checks(report: dict) -> set[str]:
+    return {check for check, status in statuses(report).items() if status == "fail"}
+
+
+def test_good_model_passes_every_gate(pytester, monkeypatch, bank) -> None:
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["good"].parent, "--level", "strong")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()[-4000:]
+    assert outcomes.get("passed", 0) >= 14
+    report = reports["epoch_001"]
+    assert set(statuses(report).values()) == {"pass"}, statuses(report)
+    assert report["decision"]["action"] == "continue", report["decision"]
+    report_dir = pytester.path / "reports" / "t" / "epoch_001"
+    assert (report_dir / "report.md").is_file() and (report_dir / "offset_sweep.png").is_file() and (report_dir / "training_curves.png").is_file()
+
+
+def test_copy_last_and_random_models_fail_their_gates(pytester, monkeypatch, bank) -> None:
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["bad"], "--level", "good")
+    out = result.stdout.str()
+    assert set(reports) == {"copy_last", "random"}, (sorted(reports), out[-3000:])
+    copy, random = reports["copy_last"], reports["random"]
+    # copying the last context: no better than a baseline, peaks at offset 0, top-1 is its own context
+    assert {"r_at_5_over_best_baseline", "offset_peak_margin", "echo_rate"} <= failed_checks(copy), (failed_checks(copy), out[-3000:])
+    assert "no better than the ridge baseline" in out and "offset +0" in out
+    assert copy["decision"]["action"] == "pivot_two_tower" and "echo rate 100.0%" in copy["decision"]["reason"]
+    # random weights: no retrieval, no separation
+    assert {"r_at_5", "separation_delta"} <= failed_checks(random), (failed_checks(random), out[-3000:])
+    assert random["decision"]["action"] in ("pivot_two_tower", "train_more")
+    # the history claims an effective batch of 32 but records the negatives of one micro-batch, and a constant LR
+    assert "negatives_shortfall_vs_effective_batch" in failed_checks(copy) and "stepped per epoch" in out
+
+
+def test_eval_contexts_from_another_encoder_fail_the_gates(pytester, monkeypatch, bank) -> None:
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["good"], "--level", "good", eval_name="eval_foreign.npz")
+    failed = failed_checks(reports["epoch_001"])
+    assert {"r_at_5", "separation_delta", "r_at_5_over_best_baseline"} <= failed, (failed, result.stdout.str()[-3000:])
+
+
+def test_too_few_probed_lists_is_reported_as_an_index_problem(pytester, monkeypatch, bank) -> None:
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["good"], "--nlist", "96", "--nprobe", "1")
+    out = result.stdout.str()
+    report = reports["epoch_001"]
+    assert failed_checks(report) == {"ivf_exact_agreement"}, (failed_checks(report), out[-3000:])
+    assert "index problem, not a model problem" in out
+    assert report["decision"]["action"] == "check_index", report["decision"]
+
+
+def test_run_directory_expands_to_epoch_files_without_duplicate_last_and_best(tmp_path) -> None:
+    from fixtures.gate import checkpoint_paths
+
+    for name, epoch, step in (("epoch_001.pt", 1, 10), ("epoch_002.pt", 2, 20), ("best.pt", 1, 10), ("last.pt", 2, 20)):
+        save_checkpoint(tmp_path / name, {"model_config": {}, "model_state": {}, "epoch": epoch, "step": step})
+    assert [p.name for p in checkpoint_paths(str(tmp_path))] == ["epoch_001.pt", "epoch_002.pt"]
+    save_checkpoint(tmp_path / "last.pt", {"model_config": {}, "model_state": {}, "epoch": 2, "step": 25})  # mid-epoch: a model of its own
+    assert [p.name for p in checkpoint_paths(str(tmp_path))] == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
+    assert [p.name for p in checkpoint_paths(str(tmp_path / "epoch_002.pt"))] == ["epoch_002.pt"]
+    with pytest.raises(pytest.UsageError, match="no such file"):
+        checkpoint_paths(str(tmp_path / "missing"))

@@ -1,0 +1,72 @@
+"""report.md, plots and the decision, from records shaped like the gate checks write them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from lvmcore.decision import GateMetrics, decide
+from lvmcore.gate_eval import HIST_BINS
+from lvmcore.report import decision_of, write_report
+
+METRICS = GateMetrics(
+    r_at_5=0.02, r_at_1=0.01, delta=0.2, ivf_r_at_5=0.02, ivf_agreement=1.0,
+    best_baseline="copy_last", best_baseline_r_at_5=0.01, copy_last_r_at_5=0.01, echo_rate=0.1, offset_peak=1,
+).as_dict()
+
+
+def row(check, status="info", measured=None, **details):
+    return {"subject": "epoch_001", "check": check, "nodeid": f"checks/x.py::{check}", "measured": measured, "shown": str(measured),
+            "threshold": ">= 0.05" if status != "info" else None, "level_required": "minimum" if status != "info" else None,
+            "level_reached": None, "levels": {}, "status": status, "cause": "the cause" if status == "fail" else None, "details": details}
+
+
+def gate_report(tmp_path, with_decision=True):
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"format": "lvm-history/1", "config": {}, "epochs": [
+        {"epoch": 1, "train_loss": 3.0, "val_loss": 3.1, "val_cosine": 0.3, "val_r_at_1": 0.01, "val_r_at_5": 0.02, "lr_trace": [[0, 1e-4], [1, 2e-4]]},
+        {"epoch": 2, "train_loss": 2.0, "val_loss": 2.5, "val_cosine": 0.4, "val_r_at_1": 0.02, "val_r_at_5": 0.04, "lr_trace": [[2, 1.5e-4], [3, 1e-4]]},
+    ]}))
+    pos, neg = np.histogram(np.random.default_rng(0).normal(0.5, 0.1, 100), HIST_BINS)[0], np.histogram(np.random.default_rng(1).normal(0.0, 0.1, 100), HIST_BINS)[0]
+    records = [
+        row("r_at_5", "fail", 0.02),
+        row("separation_delta", "pass", 0.2),
+        row("separation_auc", "info", 0.93, hist_edges=HIST_BINS.tolist(), pos_hist=pos.tolist(), neg_hist=neg.tolist(), pos_mean=0.5, neg_mean=0.0),
+        row("recall_curves", "info", 0.02, curves={"model": [0.01] * 50, "copy_last": [0.005] * 50}, ivf_curve=[0.01] * 50, nprobe=64),
+        row("offset_peak_margin", "pass", 0.1, sweep={"-1": 0.1, "0": 0.2, "1": 0.3, "2": 0.1}, copy_last_sweep={"0": 1.0, "1": 0.4}),
+        row("gate_figures", "info", 0.02, metrics=METRICS, history_path=str(history),
+            query_sets={"model": {"cosine": 0.4, "exact_r_at_5": 0.02, "exact_r_at_1": 0.01}},
+            examples=[{"row": 3, "truth_key": [1, 6], "truth_text": "the next | chunk", "context_keys": [[1, 5]], "context_last_text": "the last chunk",
+                       "first_hit_rank": 2, "retrieved": [{"rank": 1, "key": [1, 5], "score": 0.9, "hit": False, "text": "the last chunk"},
+                                                          {"rank": 2, "key": [1, 6], "score": 0.8, "hit": True, "text": "the next chunk"}]}],
+            seconds={"exact_search": 0.5}, checkpoint={"epoch": 2, "step": 4, "metrics": {"val_cosine": 0.4}}),
+    ]
+    if with_decision:
+        d = decide(GateMetrics(**METRICS))
+        records.append(row("decision", "info", None, action=d.action, reason=d.reason))
+    return {"format": "lvm-report/1", "subject": "epoch_001", "run": "t", "records": records, "outcomes": {"checks/x.py::r_at_5": "failed"}}
+
+
+def test_report_markdown_plots_and_decision(tmp_path) -> None:
+    report = gate_report(tmp_path)
+    write_report(tmp_path / "out", report)
+    assert report["decision"]["action"] == "train_more"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| r_at_5 | 0.02 | >= 0.05 (minimum) | FAIL | the cause |" in text
+    assert "**train_more**" in text and "the next \\| chunk" in text and "**(truth)**" in text
+    for name in ("separation.png", "recall_at_k.png", "offset_sweep.png", "training_curves.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000, name
+        assert f"]({name})" in text
+
+
+def test_decision_computed_from_metrics_when_test_decision_did_not_record(tmp_path) -> None:
+    report = gate_report(tmp_path, with_decision=False)
+    assert decision_of(report)["action"] == "train_more"
+
+
+def test_decision_unknown_without_any_gate_figures_and_absent_for_plumbing(tmp_path) -> None:
+    assert decision_of({"subject": "epoch_001", "records": []})["action"] == "unknown"
+    report = {"subject": "plumbing", "records": [row("payload_ok", "pass", 1)]}
+    write_report(tmp_path, report)
+    assert "decision" not in report and "payload_ok" in (tmp_path / "report.md").read_text()
