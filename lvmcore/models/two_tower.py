@@ -1,0 +1,86 @@
+"""Two towers: a query tower reads the context, a payload tower re-encodes every bank vector.
+
+Retrieval is inner product between query(context) and payload(chunk vector), both unit norm, so
+the bank is searched through `encode_bank`, not as stored. The payload tower is a residual MLP,
+v + W2 gelu(W1 LayerNorm(v)), which starts near the identity, so an untrained two-tower model
+searches roughly the stored bank. The query tower is a GRU stack, like `RecurrentLVM`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_in_passes, run_recurrent
+
+
+@dataclass
+class TwoTowerConfig(ModelConfig):
+    kind: ClassVar[str] = "two-tower"
+
+    dim: int = 768  # D
+    query_hidden: int = 512
+    query_layers: int = 2
+    payload_hidden: int = 1536
+    dropout: float = 0.1
+
+
+class QueryTower(nn.Module):
+    """Contexts (B, C, D) -> GRU stack -> last hidden -> linear -> unit (B, D)."""
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(
+            config.dim,
+            config.query_hidden,
+            num_layers=config.query_layers,
+            batch_first=True,
+            dropout=config.dropout if config.query_layers > 1 else 0.0,
+        )
+        self.output_proj = nn.Linear(config.query_hidden, config.dim)
+
+    def forward(self, contexts: Tensor) -> Tensor:
+        outputs = run_recurrent(self.rnn, contexts)  # (B, C, hidden)
+        return l2_normalise(self.output_proj(outputs[:, -1]))  # (B, D)
+
+
+class PayloadTower(nn.Module):
+    """Vectors (N, D) -> v + W2 gelu(W1 LayerNorm(v)) -> unit (N, D). W2 starts at zero."""
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.dim)
+        self.fc = nn.Linear(config.dim, config.payload_hidden)
+        self.proj = nn.Linear(config.payload_hidden, config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, vectors: Tensor) -> Tensor:
+        residual = self.proj(self.dropout(F.gelu(self.fc(self.norm(vectors)))))  # (N, D)
+        return l2_normalise(vectors + residual)  # (N, D)
+
+
+class TwoTowerLVM(LatentVectorModel):
+    """forward = query tower over the context; encode_bank = payload tower over each chunk vector."""
+
+    tower_count = 2
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__(config)
+        self.query_tower = QueryTower(config)
+        self.payload_tower = PayloadTower(config)
+
+    def forward(self, contexts: Tensor) -> Tensor:  # (B, C, D) -> (B, D)
+        return self.query_tower(contexts)
+
+    def encode_bank(self, vectors: Tensor) -> Tensor:
+        """The payload tower's unit encoding of each bank vector, (N, D) -> (N, D).
+
+        Without grad (indexing the whole bank) it runs in passes of 65,536 rows; with grad (the
+        training loss on in-batch targets) it runs in one pass so gradients reach the tower.
+        """
+        return run_in_passes(self.payload_tower, vectors)
