@@ -1,0 +1,129 @@
+"""Checkpoints: atomic writes, weights_only loads, and one-line errors for every way a file can be wrong."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvmcore.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from lvmcore.errors import ArtifactError
+from lvmcore.models import PRESETS, build_model
+
+DIM = 16
+
+
+class NotATensor:
+    """A Python object: weights_only loading must refuse to unpickle it."""
+
+    def __reduce__(self):
+        return (print, ("this ran code from the checkpoint",))
+
+
+def content(preset: str = "mamba-xs", dim: int = DIM) -> dict:
+    torch.manual_seed(0)
+    config = PRESETS[preset](dim=dim)
+    model = build_model(config)
+    return {
+        "model_config": config.to_dict(),
+        "model_state": model.state_dict(),
+        "epoch": 2,
+        "step": 40,
+        "metrics": {"val_r_at_5": 0.5},
+        "provenance": {"embedder": "synthetic", "dim": dim, "payload_hash": "abc"},
+        "training_articles": [1, 2, 3],
+        "validation_articles": [4],
+        "negatives_per_positive": 1023,
+        "train_config": {"batch_size": 256, "accumulation": 4},
+    }
+
+
+def test_round_trip_rebuilds_the_model_in_eval_mode(tmp_path: Path) -> None:
+    stored = content()
+    path = save_checkpoint(tmp_path / "ckpt.pt", stored)
+    assert torch.load(path, weights_only=True)["format"] == CHECKPOINT_FORMAT
+    checkpoint = load_checkpoint(path, expected_dim=DIM)
+    assert not checkpoint.model.training
+    for name, tensor in stored["model_state"].items():
+        assert torch.equal(checkpoint.model.state_dict()[name], tensor), name
+    assert (checkpoint.epoch, checkpoint.step, checkpoint.negatives_per_positive) == (2, 40, 1023)
+    assert checkpoint.training_articles == [1, 2, 3] and checkpoint.validation_articles == [4]
+    assert checkpoint.dim == DIM
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_pickled_objects_are_refused_without_running_them(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "model_config": {}, "model_state": {}, "payload": NotATensor()}, path)
+    with pytest.raises(ArtifactError, match="not a checkpoint: it holds pickled Python objects") as error:
+        load_checkpoint(path)
+    assert "\n" not in str(error.value)
+    assert "ran code" not in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_plain_pickle_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(ArtifactError, match="is not a checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_dict_without_format_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    torch.save(build_model(PRESETS["mamba-xs"](dim=DIM)).state_dict(), path)  # a bare state dict
+    with pytest.raises(ArtifactError, match="is not a checkpoint: holds a dict without 'format'"):
+        load_checkpoint(path)
+
+
+def test_another_models_weights_name_the_first_mismatch(tmp_path: Path) -> None:
+    stored = content("mamba-xs")
+    stored["model_state"] = content("gru")["model_state"]  # config says mamba-xs, weights are a GRU's
+    path = save_checkpoint(tmp_path / "mixed.pt", stored)
+    with pytest.raises(ArtifactError, match="another model's weights.*parameter '") as error:
+        load_checkpoint(path)
+    assert str(path) in str(error.value)
+
+
+def test_weights_of_another_dimension_name_the_shape(tmp_path: Path) -> None:
+    stored = content("mamba-xs", dim=DIM)
+    stored["model_state"] = content("mamba-xs", dim=DIM * 2)["model_state"]
+    path = save_checkpoint(tmp_path / "wide.pt", stored)
+    with pytest.raises(ArtifactError, match=r"has shape \("):
+        load_checkpoint(path)
+
+
+def test_expected_dim_mismatch(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ckpt.pt", content())
+    with pytest.raises(ArtifactError, match=f"trained on {DIM}-D vectors but the payload has dimension 384"):
+        load_checkpoint(path, expected_dim=384)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "ckpt.pt", content())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    path = save_checkpoint(tmp_path / "last.pt", content())
+    before = path.read_bytes()
+
+    def crash(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, content())
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]

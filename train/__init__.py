@@ -1,0 +1,1 @@
+"""The training module: `python -m train` (InfoNCE over the effective batch, checkpoints, history)."""

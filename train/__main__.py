@@ -1,0 +1,46 @@
+"""`python -m train ...`: train a latent vector model; see `python -m train --help`.
+
+Under torchrun (`torchrun --nproc-per-node N -m train ...`) every process joins the group and the
+targets of all processes become negatives. User-caused problems and divergence print one line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from lvmcore.errors import ArtifactError
+from train.config import config_from_args
+from train.ddp import shutdown_distributed
+from train.loop import TrainingDiverged, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        history = train(config)
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown_distributed()
+    rows = history["epochs"]
+    if rows:
+        best = max(rows, key=lambda r: r["val_r_at_5"])
+        print(
+            f"done in {time.perf_counter() - started:.1f} s: {len(rows)} epoch(s), best epoch {best['epoch']} by validation R@5 "
+            f"{best['val_r_at_5']:.4f} (R@1 {best['val_r_at_1']:.4f}, cosine {best['val_cosine']:.4f}); {config.out}/history.json"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Every training setting in one dataclass, and the command line that fills it (`python -m train --help`)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from lvmcore.loss import DEFAULT_TEMPERATURE
+
+DEFAULT_DATA = Path("fixtures/data/default")
+
+# Settings that define the run: `--resume` refuses to continue a run whose stored values differ.
+RUN_DEFINING = (
+    "preset",
+    "epochs",
+    "batch_size",
+    "accumulation",
+    "lr",
+    "min_lr",
+    "warmup_steps",
+    "temperature",
+    "seed",
+    "weight_decay",
+    "grad_clip",
+    "article_dropout",
+    "span_corruption",
+    "hard_negatives",
+    "bf16",
+    "max_steps_per_epoch",
+)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Paths default to the repository's default bank (`fixtures/data/default/`)."""
+
+    out: str
+    preset: str = "mamba-xs"
+    epochs: int = 1
+    payload: str = str(DEFAULT_DATA / "payload")
+    train_data: str = str(DEFAULT_DATA / "train.json")
+    validation_data: str | None = str(DEFAULT_DATA / "validation.json")
+    eval_set: str | None = str(DEFAULT_DATA / "eval.npz")
+    batch_size: int = 256  # windows per micro-batch (per process)
+    accumulation: int = 1  # micro-batches per optimizer step; all of them share one InfoNCE
+    lr: float = 1e-3
+    min_lr: float | None = None  # None: lr / 100
+    warmup_steps: int | None = None  # None: 5% of the optimizer steps (at least 1)
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
+    bf16: bool = False
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every_steps: int = 0  # 0: last.pt only at each epoch end
+    gate_every_epoch: bool = False
+    article_dropout: float = 0.0
+    span_corruption: float = 0.0
+    hard_negatives: int = 0
+    validation_fraction: float = 0.1  # used only without --validation-data: split training articles by hash
+    max_validation_windows: int = 4096  # 0: all
+    max_steps_per_epoch: int = 0  # 0: every full effective batch; >0 caps an epoch (smoke runs)
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0: torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1 or self.accumulation < 1:
+            problems.append(f"--batch-size and --accumulation must be >= 1, got {self.batch_size}, {self.accumulation}")
+        if self.temperature <= 0:
+            problems.append(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("article_dropout", "span_corruption"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"--{name.replace('_', '-')} is a probability, got {getattr(self, name)}")
+        if self.hard_negatives < 0:
+            problems.append(f"--hard-negatives must be >= 0, got {self.hard_negatives}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def effective_batch(self) -> int:
+        """Windows per optimizer step on one process (batch_size x accumulation)."""
+        return self.batch_size * self.accumulation
+
+    def resolved_min_lr(self) -> float:
+        return self.lr / 100 if self.min_lr is None else float(self.min_lr)
+
+    def resolved_warmup(self, total_steps: int) -> int:
+        return max(1, round(0.05 * total_steps)) if self.warmup_steps is None else int(self.warmup_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train a latent vector model with InfoNCE over the effective batch; "
+        "writes history.json and checkpoints (last.pt, epoch_NNN.pt, best.pt by validation R@5) into --out.",
+    )
+    d = TrainConfig(out="")
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--preset", default=d.preset, help="model preset from lvmcore.models.PRESETS (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--payload", default=d.payload, help="payload directory (default: %(default)s)")
+    parser.add_argument("--train-data", default=d.train_data, help="windows spec (.json) or .npz (default: %(default)s)")
+    parser.add_argument(
+        "--validation-data",
+        default=d.validation_data,
+        help="held-out windows; pass '' to split the training articles by a seeded hash instead (default: %(default)s)",
+    )
+    parser.add_argument("--eval-set", default=d.eval_set, help="eval set for --gate-every-epoch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per micro-batch per process")
+    parser.add_argument("--accumulation", type=int, default=d.accumulation, help="micro-batches per optimizer step (one shared InfoNCE)")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--min-lr", type=float, default=None, help="floor of the cosine decay (default: lr/100)")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="optimizer steps of linear warmup (default: 5%% of all steps)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm")
+    parser.add_argument("--temperature", type=float, default=d.temperature, help="InfoNCE temperature tau")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the model's forward (loss stays float32)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--checkpoint-every-steps", type=int, default=d.checkpoint_every_steps, help="also write last.pt every N optimizer steps")
+    parser.add_argument("--gate-every-epoch", action="store_true", help="run `pytest checks -m gate` on each epoch's checkpoint")
+    parser.add_argument("--article-dropout", type=float, default=d.article_dropout, help="probability of blanking the last k context chunks")
+    parser.add_argument("--span-corruption", type=float, default=d.span_corruption, help="probability of swapping one context chunk for another document's")
+    parser.add_argument("--hard-negatives", type=int, default=d.hard_negatives, help="same-document negatives per window")
+    parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    parser.add_argument("--max-validation-windows", type=int, default=d.max_validation_windows, help="0: all")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=d.max_steps_per_epoch, help="0: all full batches")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default: torch's choice; 1 helps on a busy machine)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    args = vars(build_parser().parse_args(argv))
+    if args["validation_data"] == "":
+        args["validation_data"] = None
+    if args["eval_set"] == "":
+        args["eval_set"] = None
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in args.items() if k in known})

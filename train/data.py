@@ -1,0 +1,187 @@
+"""Training data for the loop: splits by document, the epoch's window order, augmentation, hard negatives.
+
+Every random choice is drawn from a generator seeded by (seed, epoch, step, rank), never from a
+stream carried across steps, so a run resumed at step k draws exactly what an uninterrupted run
+draws at step k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lvmcore.errors import ArtifactError
+from lvmcore.keys import pack_keys
+from lvmcore.payload import Payload, load_payload
+from lvmcore.training_data import TrainingData, load_training_data, windows_from_payload
+from lvmcore.windows import document_split
+
+
+@dataclass
+class TrainingSplits:
+    """The payload, training windows and held-out validation windows (disjoint by document)."""
+
+    payload: Payload
+    train: TrainingData
+    validation: TrainingData
+    training_articles: np.ndarray  # (A_t,) int64
+    validation_articles: np.ndarray  # (A_v,) int64
+
+
+def select_articles(data: TrainingData, articles: np.ndarray, name: str) -> TrainingData:
+    """The windows of `data` whose target and context chunks all belong to `articles`."""
+    if data.built_from_payload:
+        assert data.payload is not None
+        return windows_from_payload(data.payload, articles, data.context_length, data.path, data.provenance)
+    keep = np.isin(data.truth_keys[:, 0], articles) & np.isin(data.context_keys[..., 0], articles).all(axis=1)
+    rows = np.flatnonzero(keep)
+    assert data.contexts is not None and data.targets is not None
+    return TrainingData(
+        path=Path(f"{data.path}#{name}"),
+        context_keys=data.context_keys[rows],
+        truth_keys=data.truth_keys[rows],
+        provenance=data.provenance,
+        contexts=data.contexts[rows],
+        targets=data.targets[rows],
+    )
+
+
+def load_splits(payload_dir: str | Path, train_path: str | Path, validation_path: str | Path | None, seed: int, validation_fraction: float) -> TrainingSplits:
+    """Load the payload and the windows; without validation data, split the training articles by seeded hash.
+
+    Raises ArtifactError when training and validation share an article (FAILURE_MODES row 5:
+    a random split over overlapping windows leaked 91.5% of the eval articles).
+    """
+    payload = load_payload(payload_dir)
+    train = load_training_data(train_path, payload)
+    if validation_path is None:
+        parts = document_split(train.articles, {"train": 1.0 - validation_fraction, "validation": validation_fraction}, seed=seed)
+        validation = select_articles(train, parts["validation"], "validation")
+        train = select_articles(train, parts["train"], "train")
+    else:
+        validation = load_training_data(validation_path, payload)
+        shared = np.intersect1d(train.articles, validation.articles)
+        if shared.size:
+            raise ArtifactError(
+                validation_path,
+                f"shares {shared.size} article(s) with the training data {train_path} (first: {int(shared[0])}); "
+                "validation must be held out by document",
+            )
+    if train.count == 0:
+        raise ArtifactError(train_path, "holds no training windows")
+    if validation.count == 0:
+        raise ArtifactError(validation_path or train_path, "holds no validation windows")
+    return TrainingSplits(payload, train, validation, train.articles.astype(np.int64), validation.articles.astype(np.int64))
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+    """The epoch's permutation of window rows, a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(count)
+
+
+def step_rng(seed: int, epoch: int, step_in_epoch: int, rank: int) -> np.random.Generator:
+    """The generator for one step's augmentation and hard negatives on one rank."""
+    return np.random.default_rng([seed, epoch, step_in_epoch, rank, 0xA06])
+
+
+def article_dropout(contexts: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """Blank the last k context positions (set them to zero) of each window with the given probability.
+
+    k is uniform in 1..C-1: at least the first chunk of the context always survives, since a
+    context with nothing in it carries no signal about its next chunk and only teaches the model
+    an average. The model still must not produce NaN on an all-zero context (tested). Blanking the
+    most recent chunks makes the model use the whole context instead of echoing the last chunk
+    (FAILURE_MODES row 13). contexts (B, C, D); returns a new array.
+    """
+    count, length, _ = contexts.shape
+    out = np.array(contexts, copy=True)
+    if probability <= 0 or length < 2:
+        return out
+    chosen = rng.random(count) < probability  # (B,)
+    blank = rng.integers(1, length, size=count)  # (B,) k in 1..C-1
+    positions = np.arange(length)[None, :] >= (length - blank)[:, None]  # (B, C) the last k positions
+    out[chosen[:, None] & positions] = 0.0
+    return out
+
+
+def span_corruption(contexts: np.ndarray, articles: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """With the given probability per window, replace one context position by the same position of a window
+    from a DIFFERENT document in the batch.
+
+    Teaches the model to tolerate an off-topic chunk instead of trusting every position equally.
+    A window whose batch holds no other document is left as it is. contexts (B, C, D), articles (B,).
+    """
+    count, length, _ = contexts.shape
+    out = np.array(contexts, copy=True)
+    if probability <= 0:
+        return out
+    for row in np.flatnonzero(rng.random(count) < probability):
+        donors = np.flatnonzero(articles != articles[row])
+        if donors.size == 0:
+            continue
+        donor = donors[rng.integers(donors.size)]
+        position = rng.integers(length)
+        out[row, position] = contexts[donor, position]
+    return out
+
+
+class HardNegativeSampler:
+    """Same-document negatives: k payload rows of the target's article, never the target's own key.
+
+    Chunks of the same article are the closest wrong answers (the context chunks themselves among
+    them), so they push the model past "anything from this article" towards "the next chunk".
+    """
+
+    def __init__(self, payload: Payload, articles: np.ndarray) -> None:
+        keys = payload.keys
+        rows = np.flatnonzero(np.isin(keys[:, 0], articles))
+        codes = pack_keys(keys[rows])
+        order = np.argsort(codes, kind="stable")
+        self.payload = payload
+        self.rows = rows[order]  # payload rows sorted by (article, chunk)
+        self.codes = codes[order]
+        self.row_articles = keys[self.rows, 0]
+        self.article_ids, self.starts, self.counts = np.unique(self.row_articles, return_index=True, return_counts=True)
+
+    def sample(self, truth_keys: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Vectors (B, k, D) of k same-article chunks per truth key (B, 2), drawn with replacement, never the truth."""
+        truth_keys = np.asarray(truth_keys, dtype=np.int64)
+        slot = np.searchsorted(self.article_ids, truth_keys[:, 0])
+        if np.any(slot >= len(self.article_ids)) or np.any(self.article_ids[np.minimum(slot, len(self.article_ids) - 1)] != truth_keys[:, 0]):
+            raise ValueError("a truth key's article has no chunks in the payload")
+        starts, counts = self.starts[slot], self.counts[slot]  # (B,)
+        truth_pos = np.searchsorted(self.codes, pack_keys(truth_keys)) - starts  # (B,) truth's offset inside its article
+        # Draw from the article's other count-1 chunks: offsets at or past the truth's move up by one.
+        draw = (rng.random((len(truth_keys), k)) * np.maximum(counts - 1, 1)[:, None]).astype(np.int64)  # (B, k)
+        draw = draw + (draw >= truth_pos[:, None])
+        draw = np.minimum(draw, counts[:, None] - 1)
+        rows = self.rows[starts[:, None] + draw]  # (B, k)
+        flat = rows.reshape(-1)
+        order = np.argsort(flat)
+        vectors = np.empty((len(flat), self.payload.dim), dtype=np.float32)
+        vectors[order] = self.payload.vectors[flat[order]]
+        return vectors.reshape(len(truth_keys), k, self.payload.dim)
+
+
+def assemble_batch(
+    data: TrainingData,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    article_dropout_p: float = 0.0,
+    span_corruption_p: float = 0.0,
+    hard_negatives: int = 0,
+    sampler: HardNegativeSampler | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Contexts (B, C, D), targets (B, D) and hard negatives (B, k, D) or None for the given window rows."""
+    contexts, targets = data.batch(rows)
+    articles = data.truth_keys[rows, 0]
+    contexts = span_corruption(contexts, articles, span_corruption_p, rng)
+    contexts = article_dropout(contexts, article_dropout_p, rng)
+    negatives = None
+    if hard_negatives > 0:
+        assert sampler is not None
+        negatives = sampler.sample(data.truth_keys[rows], hard_negatives, rng)
+    return np.ascontiguousarray(contexts, dtype=np.float32), np.ascontiguousarray(targets, dtype=np.float32), negatives

@@ -1,0 +1,85 @@
+"""`--gate-every-epoch`: run the gate suite on each epoch's checkpoint in a subprocess and record its decision.
+
+The gate suite (`pytest checks -m gate`) writes `REPORT_DIR/gates/epoch_NNN/report.json`; we
+store its exit code and `report["decision"]` in the epoch's history row. A missing or unreadable
+report is recorded as such (with the exit code), never guessed: FAILURE_MODES row 11 was a gate
+whose decision read a key that did not exist and so always said R@5 = 0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+GATE_RUN_NAME = "gates"
+DEFAULT_PYTEST = (sys.executable, "-m", "pytest")
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `checks/` and the root conftest live
+
+
+def gate_command(
+    checkpoint: Path, payload: str, eval_set: str, train_data: str, report_dir: Path, pytest_command: tuple[str, ...] = DEFAULT_PYTEST
+) -> list[str]:
+    absolute = lambda p: str(Path(p).resolve())  # noqa: E731  the gate runs from the repository root
+    return [
+        *pytest_command,
+        "checks",
+        "-m",
+        "gate",
+        "-p",
+        "no:cacheprovider",
+        "--checkpoint",
+        absolute(checkpoint),
+        "--payload",
+        absolute(payload),
+        "--eval-set",
+        absolute(eval_set),
+        "--train-data",
+        absolute(train_data),
+        "--report-dir",
+        absolute(report_dir),
+        "--run-name",
+        GATE_RUN_NAME,
+    ]
+
+
+def run_gate(
+    run_dir: Path,
+    checkpoint: Path,
+    *,
+    payload: str,
+    eval_set: str,
+    train_data: str,
+    pytest_command: tuple[str, ...] = DEFAULT_PYTEST,
+    cwd: Path | None = None,
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """Run the gates on `checkpoint`; return {"exit_code", "decision", "report"} for history.json.
+
+    `report` is the report's path relative to `run_dir`. `pytest_command` lets tests inject a fake.
+    The command runs in `cwd` (default: the repository root, where `checks/` is) with absolute paths.
+    The gate output goes to `run_dir/reports/gates/<checkpoint stem>.log`.
+    """
+    run_dir = Path(run_dir)
+    report_dir = run_dir / "reports"
+    report = report_dir / GATE_RUN_NAME / Path(checkpoint).stem / "report.json"
+    log = report_dir / GATE_RUN_NAME / f"{Path(checkpoint).stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = gate_command(Path(checkpoint), payload, eval_set, train_data, report_dir, pytest_command)
+    with log.open("w") as out:
+        try:
+            exit_code = subprocess.run(command, cwd=cwd or REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, check=False).returncode
+        except subprocess.TimeoutExpired:
+            exit_code = -1
+            out.write(f"\ngate timed out after {timeout_s} s\n")
+    relative = str(report.relative_to(run_dir))
+    if not report.is_file():
+        return {"exit_code": exit_code, "decision": "report missing", "report": relative, "log": str(log.relative_to(run_dir))}
+    try:
+        content = json.loads(report.read_text())
+        decision = content["decision"] if isinstance(content, dict) and "decision" in content else "report has no decision"
+    except json.JSONDecodeError:
+        decision = "report unreadable"
+    return {"exit_code": exit_code, "decision": decision, "report": relative, "log": str(log.relative_to(run_dir))}

@@ -1,0 +1,394 @@
+"""The training loop: plain code from data to checkpoints, readable top to bottom.
+
+One optimizer step = one effective batch of batch_size x accumulation windows per process,
+scored by one InfoNCE against every target of every process (`lvmcore.loss`), the LR set by
+`lr_at(step)` before the step (`lvmcore.schedule`), gradients averaged over processes, clipped,
+then AdamW. After each epoch: validation retrieval, `epoch_NNN.pt`, `last.pt`, `best.pt` (by
+validation R@5), the optional gate run, and `history.json`.
+
+Determinism: data order is a function of (seed, epoch); augmentation of (seed, epoch, step,
+rank); the torch RNG (dropout) is reseeded from (seed, step, rank) before every step. So a run
+resumed from `last.pt` at step k ends with the same weights as one never interrupted (CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lvmcore.checkpoint import current_umask, read_checkpoint_dict, save_checkpoint
+from lvmcore.errors import ArtifactError
+from lvmcore.loss import training_step
+from lvmcore.models import PRESETS, build_model
+from lvmcore.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
+from train.config import RUN_DEFINING, TrainConfig
+from train.data import HardNegativeSampler, TrainingSplits, assemble_batch, epoch_order, load_splits, step_rng
+from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
+from train.gate_hook import DEFAULT_PYTEST, run_gate
+from train.validation import validate
+
+HISTORY_FORMAT = "lvm-history/1"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient norm went NaN/inf; the message is one line naming the step."""
+
+
+@dataclass
+class TrainHooks:
+    """Test seams: code run around each optimizer step, and the pytest command of the gate hook."""
+
+    before_step: Callable[[int, nn.Module], None] | None = None  # (global step, model)
+    after_step: Callable[[int], None] | None = None  # (global step), after last.pt was written
+    pytest_command: tuple[str, ...] = DEFAULT_PYTEST
+    gate_cwd: Path | None = None
+
+
+@dataclass
+class EpochProgress:
+    """What an epoch has measured so far; stored in last.pt so a resumed epoch reports the whole epoch."""
+
+    epoch: int  # 0-based epoch in progress
+    next_step: int = 0  # 0-based step inside the epoch to run next
+    loss_sum: float = 0.0
+    steps: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    lr_trace: list[list[float]] = field(default_factory=list)
+    negatives_per_positive: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def write_json_atomic(path: Path, content: Any) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(content, out, indent=1)
+        out.write("\n")
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+
+
+def steps_per_epoch(config: TrainConfig, windows: int, world_size: int) -> int:
+    """Full effective batches over all processes; the last incomplete one is dropped so every step has the same negatives."""
+    steps = windows // (config.effective_batch * world_size)
+    if config.max_steps_per_epoch > 0:
+        steps = min(steps, config.max_steps_per_epoch)
+    return steps
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+class Trainer:
+    """Holds one run's model, optimizer, data and bookkeeping; `run()` trains every remaining epoch."""
+
+    def __init__(self, config: TrainConfig, hooks: TrainHooks | None = None) -> None:
+        self.config = config
+        self.hooks = hooks or TrainHooks()
+        self.out = Path(config.out)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.dist: DistContext = init_distributed(config.device)
+        self.device = self.dist.device
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(config.seed)
+        self.splits: TrainingSplits = load_splits(config.payload, config.train_data, config.validation_data, config.seed, config.validation_fraction)
+        payload = self.splits.payload
+        if config.preset not in PRESETS:
+            raise ArtifactError(None, f"unknown preset {config.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        self.model_config = PRESETS[config.preset](dim=payload.dim)
+        self.model = build_model(self.model_config).to(self.device)
+        broadcast_parameters(self.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.steps_per_epoch = steps_per_epoch(config, self.splits.train.count, self.dist.world_size)
+        if self.steps_per_epoch < 1:
+            raise ArtifactError(
+                config.train_data,
+                f"has {self.splits.train.count} windows, fewer than one effective batch of "
+                f"{config.effective_batch * self.dist.world_size} (batch {config.batch_size} x accumulation {config.accumulation} x {self.dist.world_size} process(es))",
+            )
+        total = self.steps_per_epoch * config.epochs
+        self.schedule = ScheduleConfig(
+            lr=config.lr, min_lr=config.resolved_min_lr(), warmup_steps=config.resolved_warmup(total), total_steps=total, schedule=SCHEDULE_NAME
+        )
+        self.scheduler = WarmupCosine(self.optimizer, self.schedule)
+        self.sampler = HardNegativeSampler(payload, self.splits.training_articles) if config.hard_negatives > 0 else None
+        self.provenance = {
+            "embedder": payload.embedder,
+            "dim": payload.dim,
+            "norm": payload.manifest.get("norm"),
+            "metric": payload.manifest.get("metric"),
+            "payload_hash": payload.content_hash,
+            "train_data": str(config.train_data),
+            "validation_data": None if config.validation_data is None else str(config.validation_data),
+        }
+        self.history: dict[str, Any] = {"format": HISTORY_FORMAT, "config": self.history_config(), "epochs": []}
+        self.progress = EpochProgress(epoch=0)
+        self.best_r_at_5 = -1.0
+        self.step_negatives: int | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def history_config(self) -> dict[str, Any]:
+        """Every setting of the run, with the values the defaults resolved to."""
+        return {
+            **self.config.to_dict(),
+            **self.schedule.to_dict(),
+            "world_size": self.dist.world_size,
+            "effective_batch": self.config.effective_batch * self.dist.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "model_config": self.model_config.to_dict(),
+            "training_windows": self.splits.train.count,
+            "validation_windows": self.splits.validation.count,
+            "device": str(self.device),
+        }
+
+    def checkpoint_content(self, epoch_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model_config": self.model_config.to_dict(),
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "rng_state": rng_state(),
+            "epoch": epoch_done,
+            "step": self.scheduler.step_count,
+            "metrics": metrics,
+            "provenance": self.provenance,
+            "training_articles": [int(a) for a in self.splits.training_articles],
+            "validation_articles": [int(a) for a in self.splits.validation_articles],
+            "negatives_per_positive": self.step_negatives,
+            "train_config": self.history["config"],
+            "resume": {"progress": self.progress.to_dict(), "best_r_at_5": self.best_r_at_5},
+        }
+
+    def save(self, name: str, epoch_done: int, metrics: dict[str, Any]) -> Path:
+        return save_checkpoint(self.out / name, self.checkpoint_content(epoch_done, metrics))
+
+    def resume(self) -> None:
+        """Restore model, optimizer, scheduler, RNG, position and history from OUT/last.pt."""
+        path = self.out / "last.pt"
+        state = read_checkpoint_dict(path)
+        stored = state.get("train_config", {})
+        wanted = self.history["config"]  # this run's settings, defaults resolved as in the stored one
+        for name in RUN_DEFINING:
+            if stored.get(name) != wanted[name]:
+                raise ArtifactError(path, f"was trained with {name}={stored.get(name)!r}, this run asks for {wanted[name]!r}; resume with the same settings")
+        if stored.get("world_size") != self.dist.world_size:
+            raise ArtifactError(path, f"was trained on {stored.get('world_size')} process(es), this run has {self.dist.world_size}")
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.scheduler.load_state_dict(state["scheduler_state"])
+        torch.set_rng_state(state["rng_state"]["torch"])
+        resume = state["resume"]
+        self.progress = EpochProgress(**resume["progress"])
+        self.best_r_at_5 = float(resume["best_r_at_5"])
+        self.step_negatives = state.get("negatives_per_positive")
+        history_path = self.out / "history.json"
+        if history_path.is_file():
+            history = json.loads(history_path.read_text())
+            self.history["epochs"] = [row for row in history.get("epochs", []) if row["epoch"] <= self.progress.epoch]
+
+    # ------------------------------------------------------------------ training
+
+    def autocast(self):
+        if not self.config.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def step_batch(self, order: np.ndarray, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This rank's share of the step's global effective batch, augmented, as tensors on the device."""
+        per_rank = self.config.effective_batch
+        start = (step_in_epoch * self.dist.world_size + self.dist.rank) * per_rank
+        rows = order[start : start + per_rank]
+        rng = step_rng(self.config.seed, epoch, step_in_epoch, self.dist.rank)
+        contexts, targets, negatives = assemble_batch(
+            self.splits.train,
+            rows,
+            rng,
+            article_dropout_p=self.config.article_dropout,
+            span_corruption_p=self.config.span_corruption,
+            hard_negatives=self.config.hard_negatives,
+            sampler=self.sampler,
+        )
+        to = lambda a: None if a is None else torch.from_numpy(a).to(self.device)  # noqa: E731
+        return to(contexts), to(targets), to(negatives)
+
+    def optimizer_step(self, order: np.ndarray, epoch: int, step_in_epoch: int) -> float:
+        """One optimizer step; raises TrainingDiverged before touching the weights if the loss is not finite."""
+        global_step = self.scheduler.step_count
+        if self.hooks.before_step:
+            self.hooks.before_step(global_step, self.model)
+        torch.manual_seed((self.config.seed * 1_000_003 + global_step * 7_919 + self.dist.rank) % 2**63)  # dropout masks of this step
+        contexts, targets, negatives = self.step_batch(order, epoch, step_in_epoch)  # (B, C, D), (B, D), (B, k, D)
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.apply()
+        result = training_step(
+            self.model,
+            contexts,
+            targets,
+            micro_batch_size=self.config.batch_size,
+            temperature=self.config.temperature,
+            hard_negatives=negatives,
+            gather=all_gather_rows,
+            autocast=self.autocast,
+        )
+        average_gradients(self.model)
+        loss = mean_over_ranks(result.loss, self.device)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self.diverged_message(global_step, f"loss is {loss}"))
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip))
+        if not math.isfinite(norm):
+            raise TrainingDiverged(self.diverged_message(global_step, f"gradient norm is {norm}"))
+        self.optimizer.step()
+        self.scheduler.advance()
+        self.step_negatives = result.negatives_per_positive
+        p = self.progress
+        p.loss_sum += loss
+        p.steps += 1
+        p.samples += result.positives * self.dist.world_size
+        p.lr_trace.append([global_step, lr])
+        p.negatives_per_positive = result.negatives_per_positive
+        return loss
+
+    def diverged_message(self, step: int, what: str) -> str:
+        last = self.out / "last.pt"
+        kept = f"{last} is the last good checkpoint" if last.is_file() else "no checkpoint was written yet"
+        return f"training stopped at optimizer step {step} (epoch {self.progress.epoch + 1}): {what}; {kept}"
+
+    def train_epoch(self, epoch: int) -> None:
+        order = epoch_order(self.splits.train.count, self.config.seed, epoch)
+        self.model.train()
+        bar = tqdm(
+            range(self.progress.next_step, self.steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="step",
+            disable=not (self.config.progress and self.dist.is_main),
+            initial=self.progress.next_step,
+            total=self.steps_per_epoch,
+        )
+        started = time.perf_counter()
+        seconds_before = self.progress.seconds
+        for step_in_epoch in bar:
+            loss = self.optimizer_step(order, epoch, step_in_epoch)
+            self.progress.next_step = step_in_epoch + 1
+            self.progress.seconds = seconds_before + time.perf_counter() - started
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{self.progress.samples / max(self.progress.seconds, 1e-9):.0f}")
+            every = self.config.checkpoint_every_steps
+            if every > 0 and self.scheduler.step_count % every == 0 and self.dist.is_main:
+                self.save("last.pt", epoch, {})
+            if self.hooks.after_step:
+                self.hooks.after_step(self.scheduler.step_count - 1)
+        bar.close()
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Validate, write epoch_NNN.pt / last.pt / best.pt, run the gate, append the history row (rank 0)."""
+        p = self.progress
+        validation_started = time.perf_counter()
+        metrics = validate(
+            self.model,
+            self.splits.validation,
+            self.splits.payload,
+            batch_size=self.config.effective_batch,
+            temperature=self.config.temperature,
+            max_windows=self.config.max_validation_windows,
+            seed=self.config.seed,
+        )
+        train_loss = p.loss_sum / max(p.steps, 1)
+        metrics = {"train_loss": train_loss, **metrics}
+        name = f"epoch_{epoch + 1:03d}.pt"
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step_end": self.scheduler.step_count,
+            "train_loss": train_loss,
+            "val_loss": metrics["val_loss"],
+            "val_cosine": metrics["val_cosine"],
+            "val_r_at_1": metrics["val_r_at_1"],
+            "val_r_at_5": metrics["val_r_at_5"],
+            "val_delta": metrics["val_delta"],
+            "val_auc": metrics["val_auc"],
+            "val_windows": metrics["val_windows"],
+            "validation_seconds": time.perf_counter() - validation_started,
+            "lr_start": p.lr_trace[0][1] if p.lr_trace else None,
+            "lr_end": p.lr_trace[-1][1] if p.lr_trace else None,
+            "lr_trace": p.lr_trace,
+            "seconds": p.seconds,
+            "samples_per_s": p.samples / max(p.seconds, 1e-9),
+            "negatives_per_positive": p.negatives_per_positive,
+            "checkpoint": name,
+        }
+        # the next epoch's position goes into last.pt, so a resume after this point starts the next epoch
+        self.progress = EpochProgress(epoch=epoch + 1)
+        improved = metrics["val_r_at_5"] > self.best_r_at_5
+        if improved:
+            self.best_r_at_5 = metrics["val_r_at_5"]
+        row["best"] = improved
+        self.save(name, epoch + 1, metrics)
+        if improved:
+            self.save("best.pt", epoch + 1, {**metrics, "chosen_by": "val_r_at_5"})
+        self.history["epochs"].append(row)
+        write_json_atomic(self.out / "history.json", self.history)  # before the gate: it reads this epoch's row
+        if self.config.gate_every_epoch:
+            row["gate"] = self.gate(self.out / name)
+            write_json_atomic(self.out / "history.json", self.history)
+        self.save("last.pt", epoch + 1, metrics)  # last: after history.json, so a resume never loses a row
+        return row
+
+    def gate(self, checkpoint: Path) -> dict[str, Any]:
+        if self.config.eval_set is None:
+            return {"exit_code": None, "decision": "skipped: no --eval-set", "report": None}
+        return run_gate(
+            self.out,
+            checkpoint,
+            payload=self.config.payload,
+            eval_set=self.config.eval_set,
+            train_data=self.config.train_data,
+            pytest_command=self.hooks.pytest_command,
+            cwd=self.hooks.gate_cwd,
+        )
+
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.config.resume:
+            self.resume()
+        elif self.dist.is_main:
+            write_json_atomic(self.out / "history.json", self.history)
+        for epoch in range(self.progress.epoch, self.config.epochs):
+            self.progress.epoch = epoch
+            self.train_epoch(epoch)
+            if self.dist.is_main:
+                row = self.end_epoch(epoch)
+                if self.config.progress:
+                    tqdm.write(
+                        f"epoch {row['epoch']}: train_loss {row['train_loss']:.4f} val_loss {row['val_loss']:.4f} "
+                        f"val_cosine {row['val_cosine']:.4f} R@1 {row['val_r_at_1']:.4f} R@5 {row['val_r_at_5']:.4f} "
+                        f"negatives/positive {row['negatives_per_positive']} {row['samples_per_s']:.0f} samples/s"
+                    )
+            else:
+                self.progress = EpochProgress(epoch=epoch + 1)
+            barrier()
+        return self.history
+
+
+def train(config: TrainConfig, hooks: TrainHooks | None = None) -> dict[str, Any]:
+    """Train (or resume) a run; returns the history written to OUT/history.json."""
+    return Trainer(config, hooks).run()
