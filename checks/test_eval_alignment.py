@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.alignment import Alignment, explain_mismatch
+from lvmcore.alignment import Alignment, judge_alignment
 from lvmcore.evalset import EvalSet
 from lvmcore.keys import coverage, distinct_count, key_entropy_bits, nonconsecutive_context_rows, shifted_coverage
 from lvmcore.payload import Payload
@@ -31,23 +31,15 @@ def test_eval_contexts_have_no_empty_positions(eval_set: EvalSet, threshold) -> 
 
 @pytest.mark.threshold("eval_target_aligned_fraction", minimum=1.0, percent=True)
 def test_every_eval_target_matches_payload(eval_set: EvalSet, payload: Payload, eval_target_alignment: Alignment, threshold) -> None:
-    fraction = eval_target_alignment.aligned_fraction()
-    cause, details = ("", {})
-    if fraction < 1.0:
-        cause, details = explain_mismatch(eval_set.targets, eval_set.truth_keys, payload, eval_target_alignment, "targets")
-    threshold.check(fraction, cause=cause, details=details,
-                    context=f"{eval_target_alignment.checked} targets, mean cosine to payload[key] {eval_target_alignment.mean_cosine():.4f}, {eval_target_alignment.missing} keys missing.")
+    verdict = judge_alignment(eval_set.targets, eval_set.truth_keys, payload, "targets", eval_target_alignment)
+    threshold.check(verdict.fraction, cause=verdict.cause, details=verdict.details, context=verdict.summary)
 
 
 @pytest.mark.threshold("eval_context_aligned_fraction", minimum=1.0, percent=True)
 def test_every_eval_context_vector_matches_payload(eval_set: EvalSet, payload: Payload, eval_context_alignment: Alignment, threshold) -> None:
     """Every context vector, not only targets: row 2's eval set had aligned targets and stale contexts."""
-    fraction = eval_context_alignment.aligned_fraction()
-    cause, details = ("", {})
-    if fraction < 1.0:
-        cause, details = explain_mismatch(eval_set.contexts, eval_set.context_keys, payload, eval_context_alignment, "context vectors")
-    threshold.check(fraction, cause=cause, details=details,
-                    context=f"{eval_context_alignment.checked} context vectors, mean cosine {eval_context_alignment.mean_cosine():.4f}, {eval_context_alignment.missing} keys missing.")
+    verdict = judge_alignment(eval_set.contexts, eval_set.context_keys, payload, "context vectors", eval_context_alignment)
+    threshold.check(verdict.fraction, cause=verdict.cause, details=verdict.details, context=verdict.summary)
 
 
 def coverage_cause(keys: np.ndarray, payload: Payload, given: float) -> tuple[str, dict]:

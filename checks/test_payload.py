@@ -7,7 +7,7 @@ import pytest
 
 from lvmcore.keys import duplicate_key_count, pack_keys
 from lvmcore.payload import Payload
-from lvmcore.validate import nonfinite_rows, row_norms
+from lvmcore.validate import duplicate_vector_counts, nonfinite_rows, row_norms
 
 pytestmark = pytest.mark.plumbing
 
@@ -52,17 +52,12 @@ def test_payload_keys_are_unique(payload: Payload, threshold) -> None:
 @pytest.mark.threshold("payload_duplicate_vector_fraction", minimum=0.01, above=False, percent=True)
 def test_payload_duplicate_vectors_are_rare(payload: Payload, threshold) -> None:
     """Distinct keys holding the same vector make retrieval ambiguous; some boilerplate is normal."""
-    digest = np.empty(payload.count, dtype=np.uint64)
-    for start in range(0, payload.count, 65_536):
-        block = np.ascontiguousarray(payload.vectors[start : start + 65_536])
-        digest[start : start + len(block)] = [hash(row.tobytes()) & 0xFFFFFFFFFFFFFFFF for row in block]
-    _, first, counts = np.unique(digest, return_index=True, return_counts=True)
-    duplicates = int(payload.count - len(first))
+    duplicates, most_copies = duplicate_vector_counts(payload.vectors)
     threshold.check(
         duplicates / max(1, payload.count),
         cause="the same vector stored under several keys (row 6/7): a copied chunk, a chunker repeating text, "
         "or rows appended twice; hits must be decided by key or equal vector",
-        context=f"{duplicates} rows repeat an earlier vector; the most repeated vector appears {int(counts.max(initial=0))} times.",
+        context=f"{duplicates} rows repeat an earlier vector; the most repeated vector appears {most_copies} times.",
         details={"duplicate_vector_rows": duplicates},
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.alignment import align_to_payload, explain_mismatch
+from lvmcore.alignment import judge_alignment
 from lvmcore.keys import nonconsecutive_context_rows
 from lvmcore.payload import Payload
 from lvmcore.training_data import TrainingData
@@ -16,23 +16,15 @@ pytestmark = pytest.mark.plumbing
 @pytest.mark.threshold("training_target_aligned_fraction", minimum=1.0, percent=True)
 def test_every_training_target_matches_payload(training_data: TrainingData, training_rows: np.ndarray, payload: Payload, threshold) -> None:
     _, targets = training_data.batch(training_rows)
-    keys = training_data.truth_keys[training_rows]
-    alignment = align_to_payload(targets, keys, payload)
-    fraction = alignment.aligned_fraction()
-    cause, details = explain_mismatch(targets, keys, payload, alignment, "training targets") if fraction < 1 else ("", {})
-    threshold.check(fraction, cause=cause, details=details,
-                    context=f"{alignment.checked} targets checked, mean cosine {alignment.mean_cosine():.4f}.")
+    verdict = judge_alignment(targets, training_data.truth_keys[training_rows], payload, "training targets")
+    threshold.check(verdict.fraction, cause=verdict.cause, details=verdict.details, context=verdict.summary)
 
 
 @pytest.mark.threshold("training_context_aligned_fraction", minimum=1.0, percent=True)
 def test_every_training_context_vector_matches_payload(training_data: TrainingData, training_rows: np.ndarray, payload: Payload, threshold) -> None:
     contexts, _ = training_data.batch(training_rows)
-    keys = training_data.context_keys[training_rows]
-    alignment = align_to_payload(contexts, keys, payload)
-    fraction = alignment.aligned_fraction()
-    cause, details = explain_mismatch(contexts, keys, payload, alignment, "training context vectors") if fraction < 1 else ("", {})
-    threshold.check(fraction, cause=cause, details=details,
-                    context=f"{alignment.checked} context vectors checked, mean cosine {alignment.mean_cosine():.4f}.")
+    verdict = judge_alignment(contexts, training_data.context_keys[training_rows], payload, "training context vectors")
+    threshold.check(verdict.fraction, cause=verdict.cause, details=verdict.details, context=verdict.summary)
 
 
 @pytest.mark.threshold("training_nonconsecutive_fraction", minimum=0.0, above=False, percent=True)

@@ -127,3 +127,22 @@ def explain_mismatch(vectors: np.ndarray, keys: np.ndarray, payload: Payload, al
             "score about 0.1-0.2) (rows 1-2); rebuild them from the payload by key"
         )
     return cause, {"shift_explanations": explanations, "mean_cosine": mean_cos, "worst_rows": alignment.worst_rows().tolist()}
+
+
+@dataclass(frozen=True)
+class AlignmentVerdict:
+    """What an alignment check reports: the aligned share, and when short of 1, why."""
+
+    fraction: float
+    cause: str
+    details: dict
+    summary: str
+
+
+def judge_alignment(vectors: np.ndarray, keys: np.ndarray, payload: Payload, what: str, alignment: Alignment | None = None) -> AlignmentVerdict:
+    """Align vectors to payload[key] (or reuse `alignment`) and name the cause of any mismatch."""
+    alignment = alignment if alignment is not None else align_to_payload(vectors, keys, payload)
+    fraction = alignment.aligned_fraction()
+    cause, details = explain_mismatch(vectors, keys, payload, alignment, what) if fraction < 1.0 else ("", {})
+    summary = f"{alignment.checked} {what} checked, mean cosine to payload[key] {alignment.mean_cosine():.4f}, {alignment.missing} keys missing."
+    return AlignmentVerdict(fraction, cause, details, summary)

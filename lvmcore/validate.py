@@ -65,3 +65,17 @@ def row_norms(vectors: np.ndarray) -> np.ndarray:
         block = np.asarray(vectors[start : start + ROW_BLOCK], dtype=np.float64)
         out[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out
+
+
+def duplicate_vector_counts(vectors: np.ndarray) -> tuple[int, int]:
+    """(rows repeating an earlier row's exact bytes, most copies of one vector), in blocks.
+
+    Rows are hashed by their bytes (64-bit siphash), so a memory-mapped bank is read once and no
+    (N, D) sort is needed.
+    """
+    digest = np.empty(len(vectors), dtype=np.uint64)
+    for start in range(0, len(vectors), ROW_BLOCK):
+        block = np.ascontiguousarray(vectors[start : start + ROW_BLOCK])
+        digest[start : start + len(block)] = [hash(row.tobytes()) & 0xFFFFFFFFFFFFFFFF for row in block]
+    _, counts = np.unique(digest, return_counts=True)
+    return int(len(vectors) - len(counts)), int(counts.max(initial=0))

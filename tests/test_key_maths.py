@@ -122,3 +122,13 @@ def test_key_hits_count_every_duplicate_row() -> None:
     retrieved = np.array([[2, 3], [3, -1]])
     hits = key_hits(retrieved, payload_keys, np.array([[0, 1], [0, 0]]))
     assert hits.tolist() == [[True, False], [False, False]]
+
+
+@given(st.lists(st.integers(0, 5), min_size=0, max_size=40))
+def test_duplicate_vector_counts(row_ids) -> None:
+    from lvmcore.validate import duplicate_vector_counts
+
+    vectors = np.eye(6, dtype=np.float32)[row_ids] if row_ids else np.zeros((0, 6), np.float32)
+    duplicates, most = duplicate_vector_counts(vectors)
+    assert duplicates == len(row_ids) - len(set(row_ids))
+    assert most == (max(row_ids.count(i) for i in set(row_ids)) if row_ids else 0)
