@@ -21,7 +21,7 @@ from lvmcore.windows import document_split
 from train.__main__ import main
 from train.config import TrainConfig
 from train.data import HardNegativeSampler, article_dropout, load_splits, span_corruption
-from train.gate_hook import run_gate
+from train.gate_hook import gate_summary, run_gate
 from train.loop import TrainHooks, TrainingDiverged, train
 
 DIM, CONTEXT, ARTICLES, CHUNKS = 16, 5, 24, 16
@@ -273,6 +273,21 @@ def test_gate_hook_survives_a_missing_report(tmp_path: Path) -> None:
     result = run_gate(tmp_path, tmp_path / "epoch_001.pt", payload="p", eval_set="e", train_data="t", pytest_command=(sys.executable, str(fake)))
     assert result["exit_code"] == 3 and result["decision"] == "report missing"
     assert result["report"] == "reports/gates/epoch_001/report.json"
+
+
+def test_gate_summary_names_failed_gates_decision_and_report(tmp_path: Path) -> None:
+    fake = tmp_path / "fake_failing_gate.py"
+    fake.write_text(FAKE_GATE.replace(
+        '{"decision": "PASS", "argv": args}',
+        '{"decision": {"action": "below_baseline", "reason": "copies its context"}, '
+        '"records": [{"check": "r_at_5_over_best_baseline", "status": "fail"}, {"check": "r_at_5", "status": "pass"}]}',
+    ).replace("sys.exit(0)", "sys.exit(1)"))
+    gate = run_gate(tmp_path, tmp_path / "epoch_002.pt", payload="p", eval_set="e", train_data="t", pytest_command=(sys.executable, str(fake)))
+    assert gate["failed_checks"] == ["r_at_5_over_best_baseline"]
+    lines = gate_summary(gate, tmp_path).splitlines()
+    assert lines[0].endswith("failed r_at_5_over_best_baseline")
+    assert lines[1].endswith("below_baseline: copies its context")
+    assert lines[2].endswith("reports/gates/epoch_002/report.md")
 
 
 # --------------------------------------------------------------------------- data and augmentation

@@ -77,9 +77,25 @@ def run_gate(
     relative = str(report.relative_to(run_dir))
     if not report.is_file():
         return {"exit_code": exit_code, "decision": "report missing", "report": relative, "log": str(log.relative_to(run_dir))}
+    failed: list[str] = []
     try:
         content = json.loads(report.read_text())
         decision = content["decision"] if isinstance(content, dict) and "decision" in content else "report has no decision"
-    except json.JSONDecodeError:
+        failed = sorted({r["check"] for r in content.get("records", []) if r.get("status") == "fail"})
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
         decision = "report unreadable"
-    return {"exit_code": exit_code, "decision": decision, "report": relative, "log": str(log.relative_to(run_dir))}
+    return {"exit_code": exit_code, "decision": decision, "failed_checks": failed, "report": relative, "log": str(log.relative_to(run_dir))}
+
+
+def gate_summary(gate: dict[str, Any], run_dir: Path) -> str:
+    """Two lines for the terminal: which gates failed, the decision and its reason, where the report is."""
+    decision = gate.get("decision")
+    if isinstance(decision, dict):
+        verdict = f"{decision.get('action')}: {decision.get('reason')}"
+    else:
+        verdict = str(decision)
+    failed = gate.get("failed_checks") or []
+    outcome = f"failed {', '.join(failed)}" if failed else ("all gates passed" if gate.get("exit_code") == 0 else f"pytest exit code {gate.get('exit_code')}")
+    report = gate.get("report")
+    where = Path(run_dir) / report.replace("report.json", "report.md") if report else Path(run_dir) / str(gate.get("log"))
+    return f"  gate: {outcome}\n  decision: {verdict}\n  report: {where}"

@@ -37,7 +37,7 @@ from lvmcore.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
 from train.config import RUN_DEFINING, TrainConfig
 from train.data import HardNegativeSampler, TrainingSplits, assemble_batch, epoch_order, load_splits, step_rng
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
-from train.gate_hook import DEFAULT_PYTEST, run_gate
+from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
 from train.validation import validate
 
 HISTORY_FORMAT = "lvm-history/1"
@@ -383,6 +383,8 @@ class Trainer:
                         f"val_cosine {row['val_cosine']:.4f} R@1 {row['val_r_at_1']:.4f} R@5 {row['val_r_at_5']:.4f} "
                         f"negatives/positive {row['negatives_per_positive']} {row['samples_per_s']:.0f} samples/s"
                     )
+                    if "gate" in row:
+                        tqdm.write(gate_summary(row["gate"], self.out))
             else:
                 self.progress = EpochProgress(epoch=epoch + 1)
             barrier()
