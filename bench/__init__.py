@@ -1,0 +1,1 @@
+"""Benchmarks and seed banks at the public pipeline's scale (run as scripts; see bench/README.md)."""
