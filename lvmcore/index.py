@@ -18,7 +18,7 @@ import numpy as np
 
 from lvmcore.payload import Payload, iter_blocks
 
-SEARCH_BLOCK_ROWS = 131_072
+SEARCH_BLOCK_ROWS = 32_768  # 96 MiB of a 768-D payload in RAM at a time
 
 
 @dataclass(frozen=True)
