@@ -10,7 +10,7 @@ from lvmcore.evalset import EvalSet
 from lvmcore.payload import Payload
 from lvmcore.training_data import TrainingData
 
-TRAINING_SAMPLE = 20_000  # windows checked when training data is read from the payload by key
+TRAINING_SAMPLE = 5_000  # windows checked when training data is read from the payload by key (25,000 vectors)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
