@@ -41,7 +41,7 @@ from lvmcore.metrics import (
     retrieval,
     separation,
 )
-from lvmcore.payload import Payload, iter_blocks
+from lvmcore.payload import Payload
 from lvmcore.training_data import TrainingData
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -142,23 +142,6 @@ class _QuerySet:
     truth_keys: np.ndarray  # (M, 2)
     context_keys: np.ndarray | None  # (M, C, 2)
     encoded_bank: bool  # search bank_fn(payload) instead of the payload
-
-
-def encoded_exact_search(payload_vectors: np.ndarray, bank_fn: BankFn, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k over bank_fn(payload), encoding one block at a time (no encoded copy kept)."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, len(payload_vectors))
-    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for start, block in iter_blocks(payload_vectors, 65_536):
-        encoded = np.ascontiguousarray(bank_fn(block), dtype=np.float32)  # (B, D)
-        scores, rows = faiss.knn(queries, encoded, min(k, len(encoded)), metric=faiss.METRIC_INNER_PRODUCT)
-        if scores.shape[1] < k:
-            pad = k - scores.shape[1]
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-            rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
-        heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
-    heap.finalize()
-    return heap.D, heap.I
 
 
 def sample_rows(count: int, size: int, seed: int) -> np.ndarray:
@@ -286,7 +269,7 @@ def evaluate(
     split(raw, scores, rows, ivf_rows)
     if encoded:
         clock = time.perf_counter()
-        scores, rows = encoded_exact_search(payload.vectors, bank_fn, np.concatenate([s.queries for s in encoded]), CONTAIN_K)
+        scores, rows = exact_search(payload.vectors, np.concatenate([s.queries for s in encoded]), CONTAIN_K, transform=bank_fn)
         seconds["encoded_exact_search"] = time.perf_counter() - clock
         split(encoded, scores, rows, None)
 

@@ -12,6 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -35,13 +36,23 @@ class IVFConfig:
         return int(max(1, min(4 * np.sqrt(count), count // 39)))
 
 
-def exact_search(payload_vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k of each query over the payload: scores (M, k) and rows (M, k)."""
+def exact_search(
+    payload_vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of each query over the payload: scores (M, k) and rows (M, k).
+
+    transform: applied to each block before searching (a two-tower model's payload tower), so an
+    encoded bank is searched without ever holding an encoded copy of the whole payload.
+    """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, len(payload_vectors))
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     for start, block in iter_blocks(payload_vectors, SEARCH_BLOCK_ROWS):
-        scores, rows = faiss.knn(queries, np.ascontiguousarray(block), min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        block = transform(block) if transform is not None else block  # (b, D)
+        scores, rows = faiss.knn(queries, np.ascontiguousarray(block, dtype=np.float32), min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
         if scores.shape[1] < k:  # a short last block: pad so the heap sees k columns
             pad = k - scores.shape[1]
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)

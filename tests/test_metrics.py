@@ -215,11 +215,11 @@ def test_evaluate_with_numpy_models(tmp_path) -> None:
     assert metrics.r_at_5 == 1.0 and metrics.offset_peak == 1
 
 
-def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path) -> None:
+def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) -> None:
     payload, eval_set, training, rotation = walk_artifacts(tmp_path)
     index = build_ivf(payload.vectors, IVFConfig(nlist=8, nprobe=8))
     tower = np.linalg.qr(np.random.default_rng(9).normal(size=(32, 32)))[0].astype(np.float32)
-    import lvmcore.gate_eval as gate_eval_module
+    import lvmcore.index
 
     def bank_fn(vectors):  # the payload tower: a fixed rotation
         return l2_normalize(np.asarray(vectors) @ tower)
@@ -230,12 +230,8 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path) -> None:
         rows = np.argmax(contexts[:, -1] @ payload.vectors.T, axis=1)
         return bank_fn(np.stack([lookup[(payload.keys[r][0], payload.keys[r][1] + 1)] for r in rows]))
 
-    old = gate_eval_module.iter_blocks
-    gate_eval_module.iter_blocks = lambda vectors, rows: old(vectors, 100)  # several encoded blocks
-    try:
-        result = evaluate(oracle_in_tower_space, payload, eval_set, training_data=training, ivf_index=index, nprobe=8, bank_fn=bank_fn)
-    finally:
-        gate_eval_module.iter_blocks = old
+    monkeypatch.setattr(lvmcore.index, "SEARCH_BLOCK_ROWS", 100)  # several encoded blocks
+    result = evaluate(oracle_in_tower_space, payload, eval_set, training_data=training, ivf_index=index, nprobe=8, bank_fn=bank_fn)
     assert result.model.exact.r_at_1 == 1.0 and result.model.ivf is None and result.train.ivf is None
     assert result.separation.pos_mean == pytest.approx(1.0, abs=1e-5) and result.offset_peak == 1
     assert result.baselines["copy_last"].ivf is not None  # baselines still search the raw payload and the IVF
