@@ -16,13 +16,7 @@ from train.ddp import all_gather_rows, average_gradients, mean_over_ranks
 DIM, CONTEXT, BATCH, MICRO, WORLD = 16, 5, 32, 8, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The single-process reference on one thread too (restored after); the ranks set their own."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_inputs(hard: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -23,13 +23,7 @@ from lvmcore.models import PRESETS, build_model
 DIM, CONTEXT = 16, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run faster on one thread, and a shared 2-core machine does not thrash (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_batch(count: int, seed: int = 0, hard: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
