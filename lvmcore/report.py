@@ -55,6 +55,14 @@ def _pyplot():
     return plt
 
 
+def save_figure(plt, fig, path: Path) -> bool:
+    """Lay out, write the PNG, and free the figure (pyplot keeps every open figure alive)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+    return True
+
+
 def plot_separation(details: dict[str, Any], path: Path) -> bool:
     edges, pos, neg = details.get("hist_edges"), details.get("pos_hist"), details.get("neg_hist")
     if not (edges and pos and neg):
@@ -69,10 +77,7 @@ def plot_separation(details: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("eval rows")
     ax.set_title(f"Separation on the eval set: AUC {details.get('auc', details.get('measured', float('nan'))):.3f}" if "auc" in details else "Separation on the eval set")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
@@ -92,10 +97,7 @@ def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("R@k (%)")
     ax.set_title("Recall at k, exact search over the payload")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def plot_offset_sweep(details: dict[str, Any], path: Path) -> bool:
@@ -113,10 +115,7 @@ def plot_offset_sweep(details: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("mean cos(pred, chunk at k)")
     ax.set_title("Offset sweep: a next-chunk predictor peaks at +1")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 def plot_training_curves(history: dict[str, Any], path: Path) -> bool:
@@ -140,10 +139,7 @@ def plot_training_curves(history: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     axes[2].set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=PLOT_DPI)
-    plt.close(fig)
-    return True
+    return save_figure(plt, fig, path)
 
 
 # --------------------------------------------------------------------------- markdown

@@ -10,6 +10,18 @@ from torch import Tensor, nn
 from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_recurrent
 
 
+def recurrent_stack(cell: type[nn.RNNBase], dim: int, hidden: int, n_layers: int, dropout: float) -> tuple[nn.RNNBase, nn.Linear]:
+    """A batch-first recurrent stack over D-dim vectors and its hidden->D output projection."""
+    rnn = cell(dim, hidden, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
+    return rnn, nn.Linear(hidden, dim)
+
+
+def predict_from_last_state(rnn: nn.RNNBase, output_proj: nn.Linear, contexts: Tensor) -> Tensor:
+    """Contexts (B, C, D) -> last position's hidden state -> projection -> unit (B, D)."""
+    outputs = run_recurrent(rnn, contexts)  # (B, C, hidden)
+    return l2_normalise(output_proj(outputs[:, -1]))  # (B, D)
+
+
 @dataclass
 class RecurrentConfig(ModelConfig):
     dim: int = 768  # D
@@ -34,15 +46,7 @@ class RecurrentLVM(LatentVectorModel):
     def __init__(self, config: RecurrentConfig) -> None:
         super().__init__(config)
         cell = nn.GRU if config.kind == "gru" else nn.LSTM
-        self.rnn = cell(
-            config.dim,
-            config.hidden,
-            num_layers=config.n_layers,
-            batch_first=True,
-            dropout=config.dropout if config.n_layers > 1 else 0.0,
-        )
-        self.output_proj = nn.Linear(config.hidden, config.dim)
+        self.rnn, self.output_proj = recurrent_stack(cell, config.dim, config.hidden, config.n_layers, config.dropout)
 
     def forward(self, contexts: Tensor) -> Tensor:
-        outputs = run_recurrent(self.rnn, contexts)  # (B, C, hidden)
-        return l2_normalise(self.output_proj(outputs[:, -1]))  # (B, D)
+        return predict_from_last_state(self.rnn, self.output_proj, contexts)  # (B, D)

@@ -14,7 +14,8 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_in_passes, run_recurrent
+from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_in_passes
+from lvmcore.models.recurrent import predict_from_last_state, recurrent_stack
 
 
 @dataclass
@@ -33,18 +34,10 @@ class QueryTower(nn.Module):
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__()
-        self.rnn = nn.GRU(
-            config.dim,
-            config.query_hidden,
-            num_layers=config.query_layers,
-            batch_first=True,
-            dropout=config.dropout if config.query_layers > 1 else 0.0,
-        )
-        self.output_proj = nn.Linear(config.query_hidden, config.dim)
+        self.rnn, self.output_proj = recurrent_stack(nn.GRU, config.dim, config.query_hidden, config.query_layers, config.dropout)
 
     def forward(self, contexts: Tensor) -> Tensor:
-        outputs = run_recurrent(self.rnn, contexts)  # (B, C, hidden)
-        return l2_normalise(self.output_proj(outputs[:, -1]))  # (B, D)
+        return predict_from_last_state(self.rnn, self.output_proj, contexts)  # (B, D)
 
 
 class PayloadTower(nn.Module):
