@@ -11,7 +11,8 @@ Figures per seed bank (`<seed-root>/<rows>x<dim>`, made with bench/make_seed_ban
                  ratio = our (search + R@K + MRR) / its time; the metrics must agree
   plumbing_cold  `pytest checks -m plumbing ...` with a fresh LVM_CHECKS_CACHE (IVF build included)
   plumbing_warm  the same, cache reused; both with the subprocess's peak RSS / payload bytes
-  gate_warm      `pytest checks -m gate --checkpoint CKPT ...` warm; ratio = / floor
+  gate_warm      `pytest checks -m gate --checkpoint CKPT ...` warm; ratio = / the numpy floor for the
+                 query count of the gate's one exact pass (read from its report.json), timed after each run
   ivf_build      lvmcore.index.build_ivf at the pipeline's nlist (2048 at 584,545 rows)
 Every figure records the load average before each run: the machine may be shared.
 Results append to --results (JSON lines); --write renders every recorded figure to Markdown.
@@ -33,21 +34,27 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python bench/run_bench.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import growth  # noqa: E402
+from bench import growth, rss_probe  # noqa: E402
 from bench.measure import Timing, load_average, machine_facts, run_child, time_call  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("floor", "peer", "plumbing", "gate", "ivf")
+def rss_ok(r: dict) -> bool:
+    """The 2.2x memory target, judged on banks of at least 1 GiB (below that the libraries alone, ~0.3 GiB, exceed it)."""
+    return r["rows"] * r["dim"] * 4 < 2**30 or (r.get("rss_ratio") or 0) <= 2.2
+
+
+RSS_TARGET = "RSS <= 2.2x (banks >= 1 GiB)"
 TARGETS = {  # figure: (target text, test on the record)
     "exact_search": ("<= 1.5x floor", lambda r: r.get("ratio") is not None and r["ratio"] <= 1.5),
     "peer": ("<= 1x peer", lambda r: r.get("ratio") is not None and r["ratio"] <= 1.0),
-    "plumbing_cold": ("<= 180 s, RSS <= 2.2x", lambda r: r["median_s"] <= 180 and (r.get("rss_ratio") or 0) <= 2.2),
-    "plumbing_warm": ("<= 60 s, RSS <= 2.2x", lambda r: r["median_s"] <= 60 and (r.get("rss_ratio") or 0) <= 2.2),
-    "gate_warm": ("<= 1.5x floor", lambda r: r.get("ratio") is not None and r["ratio"] <= 1.5),
+    "plumbing_cold": (f"<= 180 s, {RSS_TARGET}", lambda r: r["median_s"] <= 180 and rss_ok(r)),
+    "plumbing_warm": (f"<= 60 s, {RSS_TARGET}", lambda r: r["median_s"] <= 60 and rss_ok(r)),
+    "gate_warm": (f"<= 1.5x floor, {RSS_TARGET}", lambda r: r.get("ratio") is not None and r["ratio"] <= 1.5 and rss_ok(r)),
     "seed_bank": ("RSS < 2x payload (banks >= 1 GiB)", lambda r: (r.get("rss_ratio") or 0) < 2.0 if r["rows"] * r["dim"] * 4 >= 2**30 else None),
 }
 SEARCH_FIGURES = ("floor", "exact_search", "peer")
-ORDER = ("seed_bank", "floor", "exact_search", "peer", "ivf_build", "plumbing_cold", "plumbing_warm", "gate_warm")
+ORDER = ("seed_bank", "floor", "exact_search", "peer", "ivf_build", "plumbing_cold", "plumbing_warm", "gate_cold", "gate_warm")  # gate_cold: only when no plumbing run built the index first
 
 
 # ---------------------------------------------------------------- the measurements
@@ -168,33 +175,98 @@ def suite_outcome(run) -> str:
     return tail[-1][:160] if tail else f"exit {run.returncode}"
 
 
-def measure_suite(marker: str, paths: dict[str, Path], rows: int, dim: int, runs: int, timeout: float, checkpoint: Path | None, payload_bytes: int, extra: list[str]) -> list[dict]:
-    """Cold (fresh cache, IVF build included) and warm runs of a check suite as a subprocess.
+def gate_record(report_root: Path) -> dict | None:
+    """The gate_figures record (timings and query counts of the gate's one pass) from a run's report.json."""
+    for path in sorted(report_root.glob("*/report.json")):
+        for rec in json.loads(path.read_text()).get("records", []):
+            if rec.get("check") == "gate_figures":
+                return rec["details"]
+    return None
 
-    For the gate suite the first run only warms the cache (index, gate evaluation) and is not a figure.
+
+def gate_floor(paths: dict[str, Path], queries: int) -> float:
+    """Seconds of the plain numpy matmul the gate's exact pass needs: (queries, D) @ payload.T in blocks."""
+    from lvmcore.payload import load_payload
+
+    payload = load_payload(paths["payload"], check_finite=False)
+    rng = np.random.default_rng(0)
+    query_block = rng.standard_normal((queries, payload.dim), dtype=np.float32)  # values do not change matmul time
+    began = time.perf_counter()
+    floor_matmul(payload.vectors, query_block)
+    return time.perf_counter() - began
+
+
+def measure_suite(marker: str, paths: dict[str, Path], rows: int, dim: int, runs: int, timeout: float, checkpoint: Path | None, payload_bytes: int, extra: list[str], cache: Path) -> list[dict]:
+    """Runs of a check suite as a subprocess, sharing `cache` (LVM_CHECKS_CACHE) with the bank's other suites.
+
+    If the cache holds no index yet, the first run builds it: that is plumbing_cold (for the gate,
+    gate_cold, not a target). Then `runs` warm runs. Each warm gate run is followed by its floor:
+    a numpy matmul of as many queries as that run's exact pass searched (read from its
+    report.json), so the ratio compares like with like. Every run logs memory and time per test
+    phase (bench/rss_probe.py).
     """
     out: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="lvm-bench-cache-") as cache:
-        command = suite_command(marker, paths, checkpoint, ["--report-dir", str(Path(cache) / "reports"), *extra])
-        env = {**os.environ, "LVM_CHECKS_CACHE": cache, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    reports = cache / "reports"
+    env = {**os.environ, "LVM_CHECKS_CACHE": str(cache), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def command_for(run_name: str) -> list[str]:
+        env["LVM_BENCH_RSS_LOG"] = str(cache / f"rss-{marker}-{run_name}.jsonl")
+        return suite_command(marker, paths, checkpoint, ["--report-dir", str(reports / marker), "--run-name", run_name, "-p", "bench.rss_probe", *extra])
+
+    def phases(run_name: str) -> dict[str, list[str]]:
+        log = cache / f"rss-{marker}-{run_name}.jsonl"
+        return {"memory_phases": rss_probe.summarize(log, payload_bytes), "slow_phases": rss_probe.slowest(log)} if log.is_file() else {}
+
+    def peak_of(run, run_name: str) -> int:
+        """The larger of getrusage's maximum and the probe's: the probe's resets lower the former."""
+        log = cache / f"rss-{marker}-{run_name}.jsonl"
+        return max(run.peak_rss_bytes, rss_probe.run_peak(log) if log.is_file() else 0)
+
+    def suite_fields(run, run_name: str) -> dict:
+        peak = peak_of(run, run_name)
+        return {"rss_ratio": round(peak / payload_bytes, 3), "peak_rss_bytes": peak, "exit": run.returncode, "outcome": suite_outcome(run), "payload_bytes": payload_bytes, **phases(run_name)}
+
+    if not any((cache / "index").glob("*.faiss")):
+        command = command_for("cold")
         first = run_child(command, env, REPO, timeout)
-        print(f"  {marker} cold: exit {first.returncode} in {first.seconds:.1f} s, peak RSS {first.peak_rss_bytes / 2**30:.2f} GiB: {suite_outcome(first)}", flush=True)
+        print(f"  {marker} cold: exit {first.returncode} in {first.seconds:.1f} s, peak RSS {peak_of(first, 'cold') / 2**30:.2f} GiB: {suite_outcome(first)}", flush=True)
         reason = not_measurable(first)
         if reason:
-            figure = "plumbing_cold" if marker == "plumbing" else "gate_warm"
-            return [record(figure, rows, dim, not_measurable=reason, command=" ".join(command))]
-        if marker == "plumbing":
-            cold = Timing()
-            cold.add(first.seconds, first.load_before)
-            out.append(record("plumbing_cold", rows, dim, cold, command=" ".join(command), rss_ratio=round(first.peak_rss_bytes / payload_bytes, 3), peak_rss_bytes=first.peak_rss_bytes, exit=first.returncode, outcome=suite_outcome(first), payload_bytes=payload_bytes))
-        warm, peak = Timing(), 0
-        for _ in range(runs):
-            again = run_child(command, env, REPO, timeout)
-            warm.add(again.seconds, again.load_before)
-            peak = max(peak, again.peak_rss_bytes)
-            print(f"  {marker} warm: exit {again.returncode} in {again.seconds:.1f} s, peak RSS {again.peak_rss_bytes / 2**30:.2f} GiB: {suite_outcome(again)}", flush=True)
-        figure = "plumbing_warm" if marker == "plumbing" else "gate_warm"
-        out.append(record(figure, rows, dim, warm, command=" ".join(command), rss_ratio=round(peak / payload_bytes, 3), peak_rss_bytes=peak, exit=again.returncode, outcome=suite_outcome(again), payload_bytes=payload_bytes))
+            return [record(f"{marker}_cold", rows, dim, not_measurable=reason, command=" ".join(command))]
+        out.append(record(f"{marker}_cold", rows, dim, Timing([first.seconds], [first.load_before]), command=" ".join(command), **suite_fields(first, "cold")))
+    warm, floors, peak = Timing(), Timing(), 0
+    gate_details: dict = {}
+    for run in range(runs):
+        command = command_for(f"warm-{run}")
+        again = run_child(command, env, REPO, timeout)
+        warm.add(again.seconds, again.load_before)
+        peak = max(peak, peak_of(again, f"warm-{run}"))
+        line = f"  {marker} warm: exit {again.returncode} in {again.seconds:.1f} s, peak RSS {peak_of(again, f'warm-{run}') / 2**30:.2f} GiB: {suite_outcome(again)}"
+        reason = not_measurable(again)
+        if reason:
+            print(line, flush=True)
+            return out + [record(f"{marker}_warm", rows, dim, not_measurable=reason, command=" ".join(command))]
+        if marker == "gate":
+            gate_details = gate_record(reports / marker / f"warm-{run}") or {}
+            queries = int(gate_details.get("searched", {}).get("exact_queries", 0))
+            if queries:
+                load = load_average()
+                floors.add(gate_floor(paths, queries), load)
+                line += f"; floor for its {queries:,} queries {floors.seconds[-1]:.1f} s"
+        print(line, flush=True)
+    extra_fields: dict = {}
+    if marker == "gate" and floors.seconds:
+        searched = gate_details.get("searched", {})
+        extra_fields = {
+            "ratio": round(warm.median / floors.median, 3),
+            "ratio_of": f"warm gate suite wall time / numpy floor for the {searched.get('exact_queries', 0):,} queries of its exact pass (same runs)",
+            "floor_s": round(floors.median, 2),
+            "floor_runs_s": [round(x, 2) for x in floors.seconds],
+            "searched": searched,
+            "phase_seconds": {name: round(value, 2) for name, value in gate_details.get("seconds", {}).items()},
+        }
+    fields = suite_fields(again, f"warm-{runs - 1}") | {"peak_rss_bytes": peak, "rss_ratio": round(peak / payload_bytes, 3)}  # the highest of the warm runs
+    out.append(record(f"{marker}_warm", rows, dim, warm, command=" ".join(command), **fields, **extra_fields))
     return out
 
 
@@ -207,19 +279,6 @@ def measure_ivf_build(paths: dict[str, Path], rows: int, dim: int, nlist: int | 
     timing = Timing()
     time_call(lambda: build_ivf(payload.vectors, config), timing)
     return record("ivf_build", rows, dim, timing, nlist=config.lists_for(rows))
-
-
-def attach_floor_ratio(batch: list[dict], results: Path) -> None:
-    """gate_warm's ratio is its median over the floor of the same bank (this batch's, else the newest recorded)."""
-    for rec in batch:
-        if rec["figure"] != "gate_warm" or "median_s" not in rec:
-            continue
-        floors = [r for r in batch if r["figure"] == "floor" and r["rows"] == rec["rows"] and r["dim"] == rec["dim"]]
-        if not floors and results.is_file():
-            floors = [r for r in map(json.loads, results.read_text().splitlines()) if r["figure"] == "floor" and r["rows"] == rec["rows"] and r["dim"] == rec["dim"]]
-        if floors:
-            rec["ratio"] = round(rec["median_s"] / floors[-1]["median_s"], 3)
-            rec["ratio_of"] = "warm gate suite wall time / floor"
 
 
 def seed_bank_record(paths: dict[str, Path], rows: int, dim: int) -> dict | None:
@@ -259,9 +318,10 @@ def table(records: list[dict]) -> str:
         if rec.get("not_measurable"):
             lines.append(f"| {rec['figure']} | {size} | not yet measurable | | | {target} | | {fmt_load(rec.get('load_after'))} | {rec['not_measurable']} |")
             continue
-        ratio = f"{rec['ratio']:.2f}x" if rec.get("ratio") is not None else (f"{rec['rss_ratio']:.2f}x RSS" if rec.get("rss_ratio") is not None else "")
-        if rec.get("rss_ratio") is not None and rec.get("ratio") is None:
-            ratio = f"RSS {rec['rss_ratio']:.2f}x payload"
+        parts = [f"{rec['ratio']:.2f}x"] if rec.get("ratio") is not None else []
+        if rec.get("rss_ratio") is not None:
+            parts.append(f"RSS {rec['rss_ratio']:.2f}x payload")
+        ratio = "; ".join(parts)
         verdict = test(rec) if test else None
         met = "" if verdict is None else ("yes" if verdict else "NO")
         notes = []
@@ -271,6 +331,10 @@ def table(records: list[dict]) -> str:
             notes.append(", ".join(f"{name} {value:.3f}" for name, value in rec.get("metrics", {}).items()))
         if rec["figure"] == "peer":
             notes.append(f"metrics agree: {'yes' if rec.get('metrics_agree') else 'NO'}; evaluator setup incl. import {rec.get('peer_setup_s')} s (untimed)")
+        if rec["figure"] == "gate_warm" and rec.get("floor_s") is not None:
+            searched = rec.get("searched", {})
+            phases = ", ".join(f"{name} {value:.1f}" for name, value in rec.get("phase_seconds", {}).items())
+            notes.append(f"floor {rec['floor_s']:.2f} s for the {searched.get('exact_queries', 0):,} queries of its one exact pass; phases (s): {phases}")
         if rec["figure"].startswith(("plumbing", "gate")):
             notes.append(f"exit {rec.get('exit')}: {rec.get('outcome', '')}".replace("|", "/"))
         if rec["figure"] == "ivf_build":
@@ -321,6 +385,20 @@ def growth_section(records: list[dict], target_rows: int = 100_000_000) -> str:
     return "\n".join(out)
 
 
+def memory_section(records: list[dict]) -> str:
+    """Where each suite's peak RSS is set (bench/rss_probe.py), for every suite run that logged it."""
+    out = ["### Where the peak memory is", "", "The test phases with the highest peak RSS (each phase's own peak, the kernel's mark reset before it), as a multiple of the payload's bytes.", ""]
+    probed = [r for r in records if r.get("memory_phases")]
+    for rec in probed:
+        out.append(f"- {rec['figure']} at {rec['rows']:,} x {rec['dim']} (whole run {rec['rss_ratio']:.2f}x):")
+        out += [f"  - {line}" for line in rec["memory_phases"]]
+    out += ["", "### Where the time is", "", "The slowest test phases of the same runs (setup includes session fixtures: payload load, IVF build or cache read, the gate's one evaluation).", ""]
+    for rec in probed:
+        out.append(f"- {rec['figure']} at {rec['rows']:,} x {rec['dim']} ({rec['median_s']:.1f} s wall):")
+        out += [f"  - {line}" for line in rec.get("slow_phases", [])]
+    return "\n".join(out + [""]) if probed else ""
+
+
 def render(records: list[dict], facts: dict[str, str], still_to_measure: list[str]) -> str:
     newest = latest(records)
     out = [
@@ -339,6 +417,7 @@ def render(records: list[dict], facts: dict[str, str], still_to_measure: list[st
         "",
         growth_section(newest),
         "",
+        memory_section(newest),
     ]
     if still_to_measure:
         out += ["## Still to measure", "", "\n".join(f"- {item}" for item in still_to_measure), ""]
@@ -346,6 +425,19 @@ def render(records: list[dict], facts: dict[str, str], still_to_measure: list[st
 
 
 # ---------------------------------------------------------------- the command
+
+
+def checkpoint_for(specs: list[str], dim: int) -> Path | None:
+    """The gate checkpoint for this dimension: a DIM=PATH entry, else a plain PATH, else None."""
+    plain = None
+    for spec in specs:
+        head, sep, tail = spec.partition("=")
+        if sep and head.isdigit():
+            if int(head) == dim:
+                return Path(tail)
+        else:
+            plain = Path(spec)
+    return plain
 
 
 def parse_ints(text: str) -> list[int]:
@@ -362,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-large", type=int, default=None, help="runs for banks of >= 300,000 rows (default: --runs)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--query-limit", type=int, default=0, help="time only the first N eval queries (0: all)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint for the gate suite")
+    parser.add_argument("--checkpoint", action="append", default=[], help="checkpoint for the gate suite: PATH, or DIM=PATH per dimension (repeatable)")
     parser.add_argument("--suite-timeout", type=float, default=1800.0)
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists for ivf_build and the suites (default: the suite's own; 2048 is the public pipeline's)")
     parser.add_argument("--make-missing", action="store_true", help="generate missing seed banks")
@@ -395,14 +487,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "ivf" in figures:
                     batch.append(measure_ivf_build(paths, rows, dim, args.nlist))
                 suite_extra = ["--nlist", str(args.nlist)] if args.nlist else []
-                if "plumbing" in figures:
-                    batch += measure_suite("plumbing", paths, rows, dim, runs, args.suite_timeout, None, payload_bytes, suite_extra)
-                if "gate" in figures:
-                    if args.checkpoint is None:
-                        batch.append(record("gate_warm", rows, dim, not_measurable="no checkpoint: train one with `python -m train --preset mamba-xs --epochs 1 --payload ...` and pass --checkpoint"))
-                    else:
-                        batch += measure_suite("gate", paths, rows, dim, runs, args.suite_timeout, args.checkpoint, payload_bytes, suite_extra)
-                attach_floor_ratio(batch, args.results)
+                checkpoint = checkpoint_for(args.checkpoint, dim)
+                with tempfile.TemporaryDirectory(prefix="lvm-bench-cache-") as cache:  # one index build per bank
+                    if "plumbing" in figures:
+                        batch += measure_suite("plumbing", paths, rows, dim, runs, args.suite_timeout, None, payload_bytes, suite_extra, Path(cache))
+                    if "gate" in figures:
+                        if checkpoint is None:
+                            batch.append(record("gate_warm", rows, dim, not_measurable=f"no {dim}-D checkpoint: train one with `python -m train --preset mamba-xs --epochs 1 --payload ...` and pass --checkpoint {dim}=PATH"))
+                        else:
+                            batch += measure_suite("gate", paths, rows, dim, runs, args.suite_timeout, checkpoint, payload_bytes, suite_extra, Path(cache))
                 with args.results.open("a") as out:
                     for rec in batch:
                         out.write(json.dumps(rec) + "\n")

@@ -38,6 +38,7 @@ def test_gate_figures_for_report(checkpoint_path, gate_evaluation: GateEvaluatio
         offset_sweep_copy_last={str(k): v for k, v in ev.offset_sweep_copy_last.items()},
         examples=ev.examples,
         seconds=ev.seconds,
+        searched=ev.searched,
         nprobe=ev.nprobe,
         metrics=ev.gate_metrics().as_dict(),
         history_path=str(checkpoint_info.history_path),

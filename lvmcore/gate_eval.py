@@ -102,6 +102,7 @@ class GateEvaluation:
     nprobe: int | None
     examples: list[dict[str, Any]]
     seconds: dict[str, float]
+    searched: dict[str, int] = field(default_factory=dict)  # queries per pass and the bank's shape: what a speed floor needs
 
     @property
     def best_baseline(self) -> QuerySetResult:
@@ -261,6 +262,7 @@ def evaluate(
     raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
     scores, rows = exact_search(payload.vectors, raw_queries, CONTAIN_K)  # ONE exact pass
     seconds["exact_search"] = time.perf_counter() - clock
+    searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
     ivf_rows = None
     if ivf_index is not None:
         clock = time.perf_counter()
@@ -269,7 +271,9 @@ def evaluate(
     split(raw, scores, rows, ivf_rows)
     if encoded:
         clock = time.perf_counter()
-        scores, rows = exact_search(payload.vectors, np.concatenate([s.queries for s in encoded]), CONTAIN_K, transform=bank_fn)
+        encoded_queries = np.concatenate([s.queries for s in encoded])
+        searched["encoded_queries"] = len(encoded_queries)
+        scores, rows = exact_search(payload.vectors, encoded_queries, CONTAIN_K, transform=bank_fn)
         seconds["encoded_exact_search"] = time.perf_counter() - clock
         split(encoded, scores, rows, None)
 
@@ -316,4 +320,5 @@ def evaluate(
         nprobe=nprobe,
         examples=_examples(payload, eval_set, results["model"], seed),
         seconds=seconds,
+        searched=searched,
     )

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from lvmcore.blocks import iter_blocks
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import KeyIndex
-from lvmcore.validate import ROW_BLOCK, require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
 
 REQUIRED_MANIFEST_FIELDS = ("embedder", "dim", "norm", "metric", "count")
 HASH_BLOCK_BYTES = 64 << 20
@@ -46,8 +47,8 @@ def content_hash(vectors: np.ndarray, keys: np.ndarray) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{vectors.shape}|{vectors.dtype}|{keys.shape}|{keys.dtype}".encode())
     rows_per_block = max(1, HASH_BLOCK_BYTES // max(1, vectors[:1].nbytes))
-    for start in range(0, len(vectors), rows_per_block):
-        digest.update(np.ascontiguousarray(vectors[start : start + rows_per_block]).tobytes())
+    for _, block in iter_blocks(vectors, rows_per_block):
+        digest.update(np.ascontiguousarray(block).tobytes())
     digest.update(np.ascontiguousarray(keys).tobytes())
     return digest.hexdigest()
 
@@ -197,8 +198,3 @@ def write_payload(
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return directory
 
-
-def iter_blocks(vectors: np.ndarray, rows: int = ROW_BLOCK):
-    """Yield (start, block) over a (possibly memory-mapped) array, one block in RAM at a time."""
-    for start in range(0, len(vectors), rows):
-        yield start, np.asarray(vectors[start : start + rows])

@@ -147,18 +147,17 @@ def sharded_exact_search(
     return gather_and_merge(scores, to_global_rows(rows, shard), k, group)
 
 
-def shard_ivf_path(cache_dir: Path, payload_hash: str, shard: Shard, nlist: int, seed: int) -> Path:
-    return cache_dir / "index" / f"{payload_hash}-shard{shard.rank}of{shard.world_size}-ivfflat-ip-nlist{nlist}-seed{seed}.faiss"
+def shard_ivf_path(cache_dir: Path, payload_hash: str, shard: Shard, config: IVFConfig) -> Path:
+    return cache_dir / "index" / f"{payload_hash}-shard{shard.rank}of{shard.world_size}-{config.cache_name(shard.count)}.faiss"
 
 
 def shard_ivf(vectors: np.ndarray, shard: Shard, config: IVFConfig, payload_hash: str | None = None, cache_dir: Path | None = None):
     """An IVF-Flat index over this rank's shard; cached on disk when the payload's content hash is known."""
     import faiss
 
-    nlist = config.lists_for(shard.count)
     if payload_hash is None:
         return build_ivf(vectors, config)
-    path = shard_ivf_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), payload_hash, shard, nlist, config.seed)
+    path = shard_ivf_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), payload_hash, shard, config)
     if path.is_file():
         index = faiss.read_index(str(path))
         index.nprobe = config.nprobe

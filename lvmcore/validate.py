@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lvmcore.blocks import iter_blocks
 from lvmcore.errors import ArtifactError
-
-ROW_BLOCK = 16_384  # rows per block when scanning memory-mapped vectors (48 MiB at D=768)
 
 
 def require_shape(path: Path, name: str, array: np.ndarray, rank: int, last: int | None = None) -> None:
@@ -33,8 +32,7 @@ def nonfinite_rows(vectors: np.ndarray) -> np.ndarray:
     """Indices of rows (over the first axis) holding NaN or inf, scanned in blocks for memory maps."""
     bad: list[np.ndarray] = []
     flat = vectors.reshape(len(vectors), -1) if len(vectors) else vectors.reshape(0, 1)
-    for start in range(0, len(flat), ROW_BLOCK):
-        block = np.asarray(flat[start : start + ROW_BLOCK])
+    for start, block in iter_blocks(flat):
         rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
         if rows.size:
             bad.append(rows + start)
@@ -61,8 +59,8 @@ def require_keys_valid(path: Path, name: str, keys: np.ndarray) -> None:
 def row_norms(vectors: np.ndarray) -> np.ndarray:
     """L2 norm of every row, computed blockwise in float64 so a memory map is read once."""
     out = np.empty(len(vectors), dtype=np.float64)
-    for start in range(0, len(vectors), ROW_BLOCK):
-        block = np.asarray(vectors[start : start + ROW_BLOCK], dtype=np.float64)
+    for start, block in iter_blocks(vectors):
+        block = block.astype(np.float64)
         out[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out
 
@@ -74,8 +72,8 @@ def duplicate_vector_counts(vectors: np.ndarray) -> tuple[int, int]:
     (N, D) sort is needed.
     """
     digest = np.empty(len(vectors), dtype=np.uint64)
-    for start in range(0, len(vectors), ROW_BLOCK):
-        block = np.ascontiguousarray(vectors[start : start + ROW_BLOCK])
+    for start, block in iter_blocks(vectors):
+        block = np.ascontiguousarray(block)
         digest[start : start + len(block)] = [hash(row.tobytes()) & 0xFFFFFFFFFFFFFFFF for row in block]
     _, counts = np.unique(digest, return_counts=True)
     return int(len(vectors) - len(counts)), int(counts.max(initial=0))

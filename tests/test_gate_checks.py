@@ -199,6 +199,12 @@ def test_good_model_passes_every_gate(pytester, monkeypatch, bank) -> None:
     assert report["decision"]["action"] == "continue", report["decision"]
     report_dir = pytester.path / "reports" / "t" / "epoch_001"
     assert (report_dir / "report.md").is_file() and (report_dir / "offset_sweep.png").is_file() and (report_dir / "training_curves.png").is_file()
+    # what the benchmark reads to time the gate against the floor of its own exact pass
+    from bench.run_bench import gate_record
+
+    details = gate_record(pytester.path / "reports" / "t")
+    query_rows = sum(summary["exact_count"] for summary in details["query_sets"].values())  # model, 3 baselines, oracle, train
+    assert details["searched"] == {"exact_queries": query_rows, "encoded_queries": 0, "payload_rows": ARTICLES * CHUNKS, "dim": DIM}
 
 
 def test_copy_last_and_random_models_fail_their_gates(pytester, monkeypatch, bank) -> None:
