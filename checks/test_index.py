@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lvmcore.evalset import EvalSet
-from lvmcore.index import IVFConfig, exact_search, index_search, metric_name
+from lvmcore.index import IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
 from lvmcore.payload import Payload
 from lvmcore.retrieval import equal_vector_hits, first_hit_rank, key_hits, recall_at
 
@@ -64,12 +64,8 @@ def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload
 @pytest.mark.threshold("ivf_exact_top10_agreement", minimum=0.9, good=0.95, strong=0.99, percent=True)
 def test_ivf_agrees_with_exact_search(ivf_index: faiss.Index, payload: Payload, eval_set: EvalSet, ivf_config: IVFConfig, threshold) -> None:
     """Mean-of-context queries: the share of exact top-10 rows that IVF at the configured nprobe also finds."""
-    sample = np.random.default_rng(11).permutation(eval_set.count)[:AGREEMENT_QUERIES]
-    queries = eval_set.contexts[np.sort(sample)].mean(axis=1)
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    _, exact_rows = exact_search(payload.vectors, queries, AGREEMENT_K)
-    _, ivf_rows = index_search(ivf_index, queries, AGREEMENT_K, ivf_config.nprobe)
-    overlap = np.mean([len(np.intersect1d(a, b)) / AGREEMENT_K for a, b in zip(exact_rows, ivf_rows)])
+    queries = agreement_queries(eval_set.contexts, AGREEMENT_QUERIES)
+    overlap = ivf_exact_agreement(ivf_index, payload.vectors, queries, AGREEMENT_K, ivf_config.nprobe)
     threshold.check(
         float(overlap),
         cause=f"IVF probes too few lists (nprobe {ivf_config.nprobe}) for this bank, or its centroids were trained on "

@@ -137,6 +137,32 @@ def index_search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | 
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
+def agreement_queries(contexts: np.ndarray, count: int, seed: int = 11) -> np.ndarray:
+    """Unit mean-of-context vectors of a seeded sample of `count` windows (M, C, D): queries that land
+    between chunks, as a model's predictions do, rather than on a stored row."""
+    sample = np.sort(np.random.default_rng(seed).permutation(len(contexts))[:count])
+    queries = np.asarray(contexts[sample], dtype=np.float32).mean(axis=1)
+    return queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+
+
+def ivf_exact_agreement(index: faiss.Index, payload_vectors: np.ndarray, queries: np.ndarray, k: int, nprobe: int | None = None) -> float:
+    """Mean share of each query's exact top-k rows that the index also returns in its top-k.
+
+    Row ids, not keys: this measures the index against exact search over the same rows, so a
+    duplicate vector found under another row id counts as a miss (rare; the bank check bounds it).
+    """
+    _, exact_rows = exact_search(payload_vectors, queries, k)
+    _, index_rows = index_search(index, queries, k, nprobe)
+    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact_rows, index_rows)]))
+
+
+def list_imbalance(index: faiss.Index) -> float:
+    """faiss's imbalance factor of an IVF index: 1.0 when every list holds the same number of rows."""
+    invlists = faiss.extract_index_ivf(index).invlists
+    sizes = np.array([invlists.list_size(i) for i in range(invlists.nlist)], dtype=np.float64)
+    return float((sizes**2).sum() * len(sizes) / sizes.sum() ** 2) if sizes.sum() else float("nan")
+
+
 def _is_ivf(index: faiss.Index) -> bool:
     try:
         faiss.extract_index_ivf(index)
