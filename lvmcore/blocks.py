@@ -71,6 +71,17 @@ def iter_blocks(vectors: np.ndarray, rows: int = ROW_BLOCK) -> Iterator[tuple[in
         release_pages(view)
 
 
+def take_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """vectors[rows] as a copy; a memory map then gives back the pages the gather touched.
+
+    Scattered reads (rows looked up by key) pull one page per row into the process and leave it
+    there: 120,000 scattered rows hold up to 0.5 GiB of a payload's pages. Sorted `rows` read faster.
+    """
+    out = np.asarray(vectors[rows])
+    release_pages(vectors)
+    return out
+
+
 def gather_rows(vectors: np.ndarray, rows: np.ndarray, block_rows: int = ROW_BLOCK) -> np.ndarray:
     """vectors[rows] for sorted unique `rows`, read block by block so a memory map is released as it goes.
 

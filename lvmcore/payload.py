@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lvmcore.blocks import iter_blocks
+from lvmcore.blocks import iter_blocks, take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import KeyIndex
 from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
@@ -97,7 +97,7 @@ class Payload:
             wanted = rows[found]
             order = np.argsort(wanted)
             gathered = np.empty((len(wanted), self.dim), dtype=np.float32)
-            gathered[order] = self.vectors[wanted[order]]  # sorted reads are kind to a memory map
+            gathered[order] = take_rows(self.vectors, wanted[order])  # sorted reads are kind to a memory map
             out[found] = gathered
         return out.reshape(*keys.shape[:-1], self.dim), found.reshape(keys.shape[:-1])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lvmcore.blocks import take_rows
 from lvmcore.keys import pack_keys
 
 
@@ -27,7 +28,7 @@ def equal_vector_hits(retrieved_rows: np.ndarray, payload_vectors: np.ndarray, t
     flat = np.where(valid, retrieved_rows, 0).reshape(-1)
     order = np.argsort(flat)
     gathered = np.empty((len(flat), payload_vectors.shape[1]), dtype=np.float32)
-    gathered[order] = payload_vectors[flat[order]]
+    gathered[order] = take_rows(payload_vectors, flat[order])
     gathered = gathered.reshape(*retrieved_rows.shape, -1)
     same = np.abs(gathered - np.asarray(truth_vectors)[:, None, :]).max(axis=-1) <= atol
     return valid & same

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lvmcore.blocks import take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.evalset import load_eval_set
 from lvmcore.payload import Payload
@@ -64,7 +65,7 @@ class TrainingData:
         assert self.context_rows is not None and self.target_rows is not None
         needed = np.concatenate([self.context_rows[rows].reshape(-1), self.target_rows[rows]])
         unique_rows, inverse = np.unique(needed, return_inverse=True)
-        block = np.asarray(self.payload.vectors[unique_rows])[inverse]
+        block = take_rows(self.payload.vectors, unique_rows)[inverse]
         c = self.context_length
         contexts = block[: len(rows) * c].reshape(len(rows), c, -1)
         return contexts, block[len(rows) * c :]

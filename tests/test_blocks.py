@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore.blocks import gather_rows, iter_blocks, release_pages
+from lvmcore.blocks import gather_rows, iter_blocks, release_pages, take_rows
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page release and /proc are Linux-only")
 
@@ -92,3 +92,13 @@ def test_gather_rows_equals_fancy_indexing(count: int, block_rows: int, data: st
 def test_gather_rows_refuses_unsorted_rows() -> None:
     with pytest.raises(ValueError, match="sorted"):
         gather_rows(np.zeros((10, 2), dtype=np.float32), np.array([3, 1]))
+
+
+@linux_only
+def test_take_rows_copies_and_gives_the_touched_pages_back(mapped) -> None:
+    vectors, values = mapped
+    rows = np.arange(0, len(vectors), 3)  # touches every page of the file
+    before = rss_file_bytes()
+    taken = take_rows(vectors, rows)
+    np.testing.assert_array_equal(taken, values[rows])
+    assert rss_file_bytes() - before < 8 << 20, "a scattered gather left the payload's pages resident"

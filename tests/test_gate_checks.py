@@ -204,7 +204,8 @@ def test_good_model_passes_every_gate(pytester, monkeypatch, bank) -> None:
 
     details = gate_record(pytester.path / "reports" / "t")
     query_rows = sum(summary["exact_count"] for summary in details["query_sets"].values())  # model, 3 baselines, oracle, train
-    assert details["searched"] == {"exact_queries": query_rows, "encoded_queries": 0, "payload_rows": ARTICLES * CHUNKS, "dim": DIM}
+    ivf_rows = details["query_sets"]["model"]["exact_count"] + details["query_sets"]["oracle"]["exact_count"]
+    assert details["searched"] == {"exact_queries": query_rows, "encoded_queries": 0, "ivf_queries": ivf_rows, "payload_rows": ARTICLES * CHUNKS, "dim": DIM}
 
 
 def test_copy_last_and_random_models_fail_their_gates(pytester, monkeypatch, bank) -> None:
