@@ -363,7 +363,7 @@ def growth_section(records: list[dict], target_rows: int = 100_000_000) -> str:
                 continue
             lines_by[(figure, dim)] = line
             lines.append(f"| {figure} | {dim} | {len(points)} ({', '.join(f'{p[0]:,}' for p in sorted(points))}) | {line.intercept:.2f} + {line.slope * 1e6:.1f} s per M rows | {line.at(target_rows) / 3600:.1f} h on this machine |")
-    out = ["## Growth", "", "Least-squares lines over the sizes measured above (medians). floor, exact_search and peer are", "scaled to the full 5,244 queries first (banks under ~80k rows hold fewer held-out windows, and", "search time is linear in the query count). The machine is shared, so slopes carry the load noted", "beside each figure; ivf_build uses the suite's default nlist (about 4*sqrt(N)), which grows", "faster than linearly.", "", "\n".join(lines), ""]
+    out = ["## Growth", "", "Least-squares lines over the sizes measured above (medians). floor, exact_search and peer are", "scaled to the full 5,244 queries first (banks under ~80k rows hold fewer held-out windows, and", "search time is linear in the query count). Each figure carries the load average before it (about", "2 is the benchmark's own two busy cores); ivf_build uses the suite's default nlist (about 4*sqrt(N)), which grows", "faster than linearly.", "", "\n".join(lines), ""]
     out += ["### Memory", ""]
     rss_lines: dict[int, growth.Line] = {}
     for dim in (768, 384):
@@ -387,8 +387,8 @@ def growth_section(records: list[dict], target_rows: int = 100_000_000) -> str:
 
 def memory_section(records: list[dict]) -> str:
     """Where each suite's peak RSS is set (bench/rss_probe.py), for every suite run that logged it."""
-    out = ["### Where the peak memory is", "", "The test phases with the highest peak RSS (each phase's own peak, the kernel's mark reset before it), as a multiple of the payload's bytes.", ""]
-    probed = [r for r in records if r.get("memory_phases")]
+    out = ["### Where the peak memory is", "", "For banks of 1 GiB or more: the test phases with the highest peak RSS (each phase's own peak, the kernel's mark reset before it), as a multiple of the payload's bytes.", ""]
+    probed = [r for r in records if r.get("memory_phases") and r["rows"] * r["dim"] * 4 >= 2**30]  # the banks the targets are judged on
     for rec in probed:
         out.append(f"- {rec['figure']} at {rec['rows']:,} x {rec['dim']} (whole run {rec['rss_ratio']:.2f}x):")
         out += [f"  - {line}" for line in rec["memory_phases"]]
@@ -462,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, default=None, help="render every recorded figure to this Markdown file")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--todo", action="append", default=[], help="a line for the 'Still to measure' section")
+    parser.add_argument("--append", type=Path, action="append", default=[], help="a Markdown file appended to --write verbatim (figures from other bench scripts)")
     args = parser.parse_args(argv)
     figures = {f.strip() for f in args.figures.split(",") if f.strip()}
     unknown = figures - set(FIGURES)
@@ -503,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(latest(new)) if new else "(nothing measured)")
     if args.write:
         records = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()] if args.results.is_file() else []
-        args.write.write_text(render(records, machine_facts(), args.todo))
+        extra = "".join("\n" + path.read_text() for path in args.append)
+        args.write.write_text(render(records, machine_facts(), args.todo) + extra)
         print(f"wrote {args.write}")
     return 0
 
