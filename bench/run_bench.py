@@ -420,7 +420,7 @@ def render(records: list[dict], facts: dict[str, str], still_to_measure: list[st
         memory_section(newest),
     ]
     if still_to_measure:
-        out += ["## Still to measure", "", "\n".join(f"- {item}" for item in still_to_measure), ""]
+        out += ["## Notes on these runs", "", "\n".join(f"- {item}" for item in still_to_measure), ""]
     return "\n".join(out)
 
 
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "reports" / "bench-results.jsonl")
     parser.add_argument("--write", type=Path, default=None, help="render every recorded figure to this Markdown file")
     parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--todo", action="append", default=[], help="a line for the 'Still to measure' section")
+    parser.add_argument("--todo", action="append", default=[], help="a line for the 'Notes on these runs' section")
     parser.add_argument("--append", type=Path, action="append", default=[], help="a Markdown file appended to --write verbatim (figures from other bench scripts)")
     args = parser.parse_args(argv)
     figures = {f.strip() for f in args.figures.split(",") if f.strip()}
