@@ -22,10 +22,8 @@ if __package__ in (None, ""):  # run as `python bench/ivf_tradeoff.py`: make the
 
 from bench.measure import load_average  # noqa: E402
 from lvmcore.evalset import load_eval_set  # noqa: E402
-from lvmcore.index import IVFConfig, agreement_queries, build_ivf, ivf_exact_agreement, list_imbalance  # noqa: E402
+from lvmcore.index import AGREEMENT_K, IVFConfig, agreement_queries, build_ivf, ivf_exact_agreement, list_imbalance  # noqa: E402
 from lvmcore.payload import load_payload  # noqa: E402
-
-AGREEMENT_QUERIES, AGREEMENT_K = 1_000, 10  # as in checks/test_index.py
 
 
 def parse_setting(text: str) -> tuple[int, int]:
@@ -42,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     payload = load_payload(args.bank / "payload", check_finite=False)
     eval_set = load_eval_set(args.bank / "eval.npz", expected_dim=payload.dim)
-    queries = agreement_queries(eval_set.contexts, AGREEMENT_QUERIES)
+    queries = agreement_queries(eval_set.contexts)  # the plumbing check's queries
     lines = [
         f"IVF builds over {payload.count:,} x {payload.dim}, nprobe {args.nprobe}, top-{AGREEMENT_K} agreement on {len(queries):,} mean-of-context queries",
         "",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lvmcore.alignment import Alignment, judge_alignment
+from lvmcore.blocks import iter_blocks
 from lvmcore.evalset import EvalSet
 from lvmcore.keys import coverage, distinct_count, key_entropy_bits, nonconsecutive_context_rows, shifted_coverage
 from lvmcore.payload import Payload
@@ -104,9 +105,9 @@ def test_context_keys_are_consecutive_within_one_document(eval_set: EvalSet, thr
 def test_no_context_contains_its_target(eval_set: EvalSet, threshold) -> None:
     """A context that already holds its target turns every baseline into an oracle (row 12)."""
     holds_target = np.zeros(eval_set.count, dtype=bool)
-    for start in range(0, eval_set.count, ROWS_PER_BLOCK):  # blocks: no (M, C, D) temporary
-        stop = start + ROWS_PER_BLOCK
-        gap = np.abs(eval_set.contexts[start:stop] - eval_set.targets[start:stop, None, :]).max(axis=2)  # (b, C)
+    for start, contexts in iter_blocks(eval_set.contexts, ROWS_PER_BLOCK):  # blocks: no (M, C, D) temporary
+        stop = start + len(contexts)
+        gap = np.abs(contexts - eval_set.targets[start:stop, None, :]).max(axis=2)  # (b, C)
         holds_target[start:stop] = (gap <= 1e-6).any(axis=1)
     threshold.check(float(holds_target.mean()) if eval_set.count else 0.0,
                     cause="the target vector appears inside its own context (windows built off by one, or the truth appended to the context)")

@@ -7,15 +7,13 @@ import numpy as np
 import pytest
 
 from lvmcore.evalset import EvalSet
-from lvmcore.index import IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
+from lvmcore.index import AGREEMENT_K, IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
 from lvmcore.payload import Payload
 from lvmcore.retrieval import equal_vector_hits, first_hit_rank, key_hits, recall_at
 
 pytestmark = pytest.mark.plumbing
 
 ORACLE_QUERIES = 2_000
-AGREEMENT_QUERIES = 1_000  # a seeded sample: the share is an estimate, and each query costs a pass over N
-AGREEMENT_K = 10
 
 
 @pytest.mark.threshold("index_metric_is_inner_product", minimum=1)
@@ -64,7 +62,7 @@ def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload
 @pytest.mark.threshold("ivf_exact_top10_agreement", minimum=0.9, good=0.95, strong=0.99, percent=True)
 def test_ivf_agrees_with_exact_search(ivf_index: faiss.Index, payload: Payload, eval_set: EvalSet, ivf_config: IVFConfig, threshold) -> None:
     """Mean-of-context queries: the share of exact top-10 rows that IVF at the configured nprobe also finds."""
-    queries = agreement_queries(eval_set.contexts, AGREEMENT_QUERIES)
+    queries = agreement_queries(eval_set.contexts)
     overlap = ivf_exact_agreement(ivf_index, payload.vectors, queries, AGREEMENT_K, ivf_config.nprobe)
     threshold.check(
         float(overlap),

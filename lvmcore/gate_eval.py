@@ -253,42 +253,40 @@ def evaluate(
 
     raw = [s for s in sets if not s.encoded_bank]
     encoded = [s for s in sets if s.encoded_bank]
-    found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    exact_found: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (scores, rows) of the exact pass
+    ivf_found: dict[str, np.ndarray] = {}  # name -> rows of the IVF search
 
-    def split(group: list[_QuerySet], scores: np.ndarray, rows: np.ndarray, ivf_rows: np.ndarray | None) -> None:
+    def per_set(group: list[_QuerySet], *arrays: np.ndarray):
+        """Each set's name and its slice of arrays stacked in `group` order."""
         start = 0
         for s in group:
-            end = start + len(s.queries)
-            found[s.name] = (scores[start:end], rows[start:end], None if ivf_rows is None else ivf_rows[start:end])
-            start = end
+            yield s.name, *(array[start : start + len(s.queries)] for array in arrays)
+            start += len(s.queries)
 
     clock = time.perf_counter()
     raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
     scores, rows = exact_search(payload.vectors, raw_queries, CONTAIN_K)  # ONE exact pass
     seconds["exact_search"] = time.perf_counter() - clock
     searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
-    split(raw, scores, rows, None)
+    exact_found |= {name: (set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
     ivf_group = [s for s in raw if s.name in IVF_SETS]
     if ivf_index is not None and ivf_group:
         clock = time.perf_counter()
         _, ivf_rows = index_search(ivf_index, np.concatenate([s.queries for s in ivf_group]).astype(np.float32), CONTAIN_K, nprobe)  # ONE IVF search
         seconds["ivf_search"] = time.perf_counter() - clock
         searched["ivf_queries"] = len(ivf_rows)
-        start = 0
-        for s in ivf_group:
-            found[s.name] = (*found[s.name][:2], ivf_rows[start : start + len(s.queries)])
-            start += len(s.queries)
+        ivf_found |= dict(per_set(ivf_group, ivf_rows))
     if encoded:
         clock = time.perf_counter()
         encoded_queries = np.concatenate([s.queries for s in encoded])
         searched["encoded_queries"] = len(encoded_queries)
         scores, rows = exact_search(payload.vectors, encoded_queries, CONTAIN_K, transform=bank_fn)
         seconds["encoded_exact_search"] = time.perf_counter() - clock
-        split(encoded, scores, rows, None)
+        exact_found |= {name: (set_scores, set_rows) for name, set_scores, set_rows in per_set(encoded, scores, rows)}
 
     results: dict[str, QuerySetResult] = {}
     for s in sets:
-        set_scores, set_rows, set_ivf = found[s.name]
+        (set_scores, set_rows), set_ivf = exact_found[s.name], ivf_found.get(s.name)
         exact_ranks = hit_ranks(set_rows, payload.keys, s.truth_keys)
         ivf_ranks = None if set_ivf is None else hit_ranks(set_ivf, payload.keys, s.truth_keys)
         results[s.name] = QuerySetResult(

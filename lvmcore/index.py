@@ -85,11 +85,19 @@ def _search_blocks(payload_vectors: np.ndarray, queries: np.ndarray, k: int, tra
     for start, block in iter_blocks(payload_vectors, SEARCH_BLOCK_ROWS):
         block = transform(block) if transform is not None else block  # (b, D)
         scores, rows = faiss.knn(queries, np.ascontiguousarray(block, dtype=np.float32), min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
-        if scores.shape[1] < k:  # a short last block: pad so the heap sees k columns
-            pad = k - scores.shape[1]
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-            rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
+        scores, rows = pad_topk(scores, rows, k)  # a short last block: the heap needs k columns
         heap.add_result(scores, np.where(rows >= 0, rows + start, -1))
+
+
+def pad_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (M, k') top-k lists to (M, k) with (-inf, -1), the entries that mean "no result"."""
+    short = k - scores.shape[1]
+    if short <= 0:
+        return scores, rows
+    return (
+        np.pad(scores, ((0, 0), (0, short)), constant_values=-np.inf),
+        np.pad(rows, ((0, 0), (0, short)), constant_values=-1),
+    )
 
 
 def build_ivf(payload_vectors: np.ndarray, config: IVFConfig) -> faiss.IndexIVFFlat:
@@ -123,16 +131,25 @@ def cached_ivf(payload: Payload, config: IVFConfig, cache_dir: Path | None = Non
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_dir / "index" / f"{payload.content_hash}-{config.cache_name(payload.count)}.faiss"
+    return read_or_build_ivf(path, payload.vectors, config)
+
+
+def read_or_build_ivf(path: Path, vectors: np.ndarray, config: IVFConfig) -> tuple[faiss.IndexIVFFlat, bool]:
+    """The index cached at `path` (nprobe set from `config`), else one built over `vectors` and saved there.
+
+    Returns (index, was_cached). The file is written under a temporary name and renamed, so a
+    concurrent reader (another rank, another session) sees no file or the whole file.
+    """
     if path.is_file():
         index = faiss.read_index(str(path))
         index.nprobe = config.nprobe
         return index, True
-    index = build_ivf(payload.vectors, config)
+    index = build_ivf(vectors, config)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         tmp_path = Path(tmp.name)
     faiss.write_index(index, str(tmp_path))
-    tmp_path.replace(path)  # atomic: a concurrent reader sees the old state or the whole file
+    tmp_path.replace(path)
     return index, False
 
 
@@ -156,7 +173,11 @@ def index_search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | 
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
-def agreement_queries(contexts: np.ndarray, count: int, seed: int = 11) -> np.ndarray:
+AGREEMENT_QUERIES = 1_000  # a seeded sample: the share is an estimate, and each query costs a pass over N
+AGREEMENT_K = 10
+
+
+def agreement_queries(contexts: np.ndarray, count: int = AGREEMENT_QUERIES, seed: int = 11) -> np.ndarray:
     """Unit mean-of-context vectors of a seeded sample of `count` windows (M, C, D): queries that land
     between chunks, as a model's predictions do, rather than on a stored row."""
     sample = np.sort(np.random.default_rng(seed).permutation(len(contexts))[:count])
@@ -177,9 +198,7 @@ def ivf_exact_agreement(index: faiss.Index, payload_vectors: np.ndarray, queries
 
 def list_imbalance(index: faiss.Index) -> float:
     """faiss's imbalance factor of an IVF index: 1.0 when every list holds the same number of rows."""
-    invlists = faiss.extract_index_ivf(index).invlists
-    sizes = np.array([invlists.list_size(i) for i in range(invlists.nlist)], dtype=np.float64)
-    return float((sizes**2).sum() * len(sizes) / sizes.sum() ** 2) if sizes.sum() else float("nan")
+    return float(faiss.extract_index_ivf(index).invlists.imbalance_factor())
 
 
 def _is_ivf(index: faiss.Index) -> bool:

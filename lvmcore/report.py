@@ -175,7 +175,7 @@ def query_set_table(query_sets: dict[str, dict[str, Any]]) -> list[str]:
         "| query set | cosine | R@1 | R@5 | R@10 | R@50 | MRR | Article@50 | echo | IVF R@5 | IVF/exact agreement |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    footnote = ["", "IVF columns: the model and the oracle only, the query sets the index gates read; the others are searched exactly."]
+    footnote = ["", "IVF columns: the model and the oracle only, the query sets the index gates read (a two-tower model searches its own encoded bank, exactly); the others are searched exactly."]
     for name, s in query_sets.items():
         lines.append(
             f"| {name} | {_num(s.get('cosine'))} | {_pct(s.get('exact_r_at_1'))} | {_pct(s.get('exact_r_at_5'))} | {_pct(s.get('exact_r_at_10'))} | "

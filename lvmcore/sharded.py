@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lvmcore.index import IVFConfig, build_ivf, default_cache_dir, exact_search, index_search
+from lvmcore.index import IVFConfig, build_ivf, default_cache_dir, exact_search, index_search, pad_topk, read_or_build_ivf
 
 NO_ROW = -1
 
@@ -77,17 +77,6 @@ def merge_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray
     sort_rows = np.where(rows < 0, np.iinfo(np.int64).max, rows)  # (M, S*k)
     order = np.lexsort((sort_rows, -scores), axis=-1)[:, :k]  # (M, k)
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
-
-
-def pad_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (M, k') lists to (M, k) with (-inf, -1) so every rank sends the same shape."""
-    short = k - scores.shape[1]
-    if short <= 0:
-        return scores, rows
-    return (
-        np.pad(scores, ((0, 0), (0, short)), constant_values=-np.inf),
-        np.pad(rows, ((0, 0), (0, short)), constant_values=NO_ROW),
-    )
 
 
 def to_global_rows(rows: np.ndarray, shard: Shard) -> np.ndarray:
@@ -153,21 +142,10 @@ def shard_ivf_path(cache_dir: Path, payload_hash: str, shard: Shard, config: IVF
 
 def shard_ivf(vectors: np.ndarray, shard: Shard, config: IVFConfig, payload_hash: str | None = None, cache_dir: Path | None = None):
     """An IVF-Flat index over this rank's shard; cached on disk when the payload's content hash is known."""
-    import faiss
-
     if payload_hash is None:
         return build_ivf(vectors, config)
     path = shard_ivf_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), payload_hash, shard, config)
-    if path.is_file():
-        index = faiss.read_index(str(path))
-        index.nprobe = config.nprobe
-        return index
-    index = build_ivf(vectors, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{shard.rank}")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(path)
-    return index
+    return read_or_build_ivf(path, vectors, config)[0]
 
 
 def sharded_ivf_search(
