@@ -5,7 +5,7 @@
 
 Each setting is POINTS_PER_LIST x ITERATIONS of the k-means that places the lists (the suite's
 --ivf-train-points and --ivf-train-iterations). For each it builds the index with
-`lvmcore.index.build_ivf`, times training plus adding every row, and measures what
+`lvmcore.search.ivf.build_ivf`, times training plus adding every row, and measures what
 `test_ivf_agrees_with_exact_search` measures: the share of exact top-10 rows that IVF at
 --nprobe also returns, on the same 1,000 mean-of-context eval queries. It prints one Markdown table.
 """
@@ -21,9 +21,9 @@ if __package__ in (None, ""):  # run as `python bench/ivf_tradeoff.py`: make the
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import load_average  # noqa: E402
-from lvmcore.evalset import load_eval_set  # noqa: E402
-from lvmcore.index import AGREEMENT_K, IVFConfig, agreement_queries, build_ivf, ivf_exact_agreement, list_imbalance  # noqa: E402
-from lvmcore.payload import load_payload  # noqa: E402
+from lvmcore.artifacts.evalset import load_eval_set  # noqa: E402
+from lvmcore.search.ivf import AGREEMENT_K, IVFConfig, agreement_queries, build_ivf, ivf_exact_agreement, list_imbalance  # noqa: E402
+from lvmcore.artifacts.payload import load_payload  # noqa: E402
 
 
 def parse_setting(text: str) -> tuple[int, int]:

@@ -33,10 +33,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python bench/make_seed_bank.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvmcore.evalset import write_eval_set  # noqa: E402
-from lvmcore.payload import content_hash  # noqa: E402
-from lvmcore.training_data import write_windows_spec  # noqa: E402
-from lvmcore.windows import build_windows, document_split  # noqa: E402
+from lvmcore.artifacts.evalset import write_eval_set  # noqa: E402
+from lvmcore.artifacts.payload import content_hash  # noqa: E402
+from lvmcore.artifacts.training_data import write_windows_spec  # noqa: E402
+from lvmcore.artifacts.windows import build_windows, document_split  # noqa: E402
 
 PUBLIC_ROWS = 584_545
 PUBLIC_DOCUMENTS = 8_447
@@ -145,7 +145,7 @@ def iter_blocks(rows: int, dim: int, seed: int, config: WalkConfig = WalkConfig(
 
 
 def manifest_for(vectors: np.ndarray, keys: np.ndarray, seed: int, config: WalkConfig) -> dict:
-    """The lvmcore.payload manifest, with the generator's settings so a bank can be rebuilt."""
+    """The lvmcore.artifacts.payload manifest, with the generator's settings so a bank can be rebuilt."""
     return {
         "embedder": EMBEDDER,
         "dim": int(vectors.shape[1]),
@@ -161,7 +161,7 @@ def write_payload_streaming(directory: Path, rows: int, dim: int, seed: int, con
     """Write vectors.npy through a memory map block by block, then keys.npy and manifest.json.
 
     The map is reopened for every block so written pages leave this process's resident set;
-    the content hash then streams the finished file through `lvmcore.payload.content_hash`.
+    the content hash then streams the finished file through `lvmcore.artifacts.payload.content_hash`.
     """
     directory.mkdir(parents=True, exist_ok=True)
     vectors_path = directory / "vectors.npy"

@@ -4,7 +4,7 @@ In sentence-transformers 6.x, `InformationRetrievalEvaluator.compute_all_metrics
 corpus_embeddings=...)` (alias `compute_metrices`) takes the corpus as a tensor and asks
 `model.encode_query(queries, ...)` for the query embeddings. A pass-through "model" whose
 `encode_query` returns our query vectors feeds it the same queries and corpus we search, so its
-accuracy@k (a hit in the top k) and MRR@k are directly comparable with `lvmcore.retrieval`.
+accuracy@k (a hit in the top k) and MRR@k are directly comparable with `lvmcore.search.hits`.
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@
 Figures per seed bank (`<seed-root>/<rows>x<dim>`, made with bench/make_seed_bank.py, or with
 --make-missing):
   floor          queries (Q, D) @ payload.T in blocks: plain numpy, the same FLOPs as exact search
-  exact_search   lvmcore.index.exact_search on the same queries, in the same runs; ratio = / floor
+  exact_search   lvmcore.search.ivf.exact_search on the same queries, in the same runs; ratio = / floor
   peer           sentence-transformers InformationRetrievalEvaluator on the same embeddings;
                  ratio = our (search + R@K + MRR) / its time; the metrics must agree
   plumbing_cold  `pytest checks -m plumbing ...` with a fresh LVM_CHECKS_CACHE (IVF build included)
   plumbing_warm  the same, cache reused; both with the subprocess's peak RSS / payload bytes
   gate_warm      `pytest checks -m gate --checkpoint CKPT ...` warm; ratio = / the numpy floor for the
                  query count of the gate's one exact pass (read from its report.json), timed after each run
-  ivf_build      lvmcore.index.build_ivf at the pipeline's nlist (2048 at 584,545 rows)
+  ivf_build      lvmcore.search.ivf.build_ivf at the pipeline's nlist (2048 at 584,545 rows)
 Every figure records the load average before each run: the machine may be shared.
 Results append to --results (JSON lines); --write renders every recorded figure to Markdown.
 """
@@ -106,10 +106,10 @@ def record(figure: str, rows: int, dim: int, timing: Timing | None = None, **ext
 
 def measure_floor_and_peer(paths: dict[str, Path], rows: int, dim: int, runs: int, k: int, query_limit: int, with_peer: bool) -> list[dict]:
     """floor, exact_search and (optionally) peer, interleaved run by run so load drift hits all alike."""
-    from lvmcore.evalset import load_eval_set
-    from lvmcore.index import exact_search
-    from lvmcore.payload import load_payload
-    from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+    from lvmcore.artifacts.evalset import load_eval_set
+    from lvmcore.search.ivf import exact_search
+    from lvmcore.artifacts.payload import load_payload
+    from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 
     payload = load_payload(paths["payload"], check_finite=False)
     eval_set = load_eval_set(paths["eval"], expected_dim=payload.dim)
@@ -191,7 +191,7 @@ def gate_record(report_root: Path) -> dict | None:
 
 def gate_floor(paths: dict[str, Path], queries: int) -> float:
     """Seconds of the plain numpy matmul the gate's exact pass needs: (queries, D) @ payload.T in blocks."""
-    from lvmcore.payload import load_payload
+    from lvmcore.artifacts.payload import load_payload
 
     payload = load_payload(paths["payload"], check_finite=False)
     rng = np.random.default_rng(0)
@@ -280,8 +280,8 @@ def measure_suite(marker: str, paths: dict[str, Path], rows: int, dim: int, runs
 
 
 def measure_ivf_build(paths: dict[str, Path], rows: int, dim: int, nlist: int | None) -> dict:
-    from lvmcore.index import IVFConfig, build_ivf
-    from lvmcore.payload import load_payload
+    from lvmcore.search.ivf import IVFConfig, build_ivf
+    from lvmcore.artifacts.payload import load_payload
 
     payload = load_payload(paths["payload"], check_finite=False)
     config = IVFConfig(nlist=nlist)

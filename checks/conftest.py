@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.alignment import Alignment, align_to_payload
-from lvmcore.evalset import EvalSet
-from lvmcore.payload import Payload
-from lvmcore.training_data import TrainingData
+from lvmcore.plumbing.alignment import Alignment, align_to_payload
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import TrainingData
 
 TRAINING_SAMPLE = 5_000  # windows checked when training data is read from the payload by key (25,000 vectors)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.alignment import Alignment, judge_alignment
+from lvmcore.plumbing.alignment import Alignment, judge_alignment
 from lvmcore.blocks import iter_blocks
-from lvmcore.evalset import EvalSet
+from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.keys import coverage, distinct_count, key_entropy_bits, nonconsecutive_context_rows, shifted_coverage
-from lvmcore.payload import Payload
-from lvmcore.validate import nonfinite_rows, row_norms
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.validate import nonfinite_rows, row_norms
 
 pytestmark = pytest.mark.plumbing
 

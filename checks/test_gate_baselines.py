@@ -1,14 +1,14 @@
 """Gate: the model must beat trivial predictors computed from the CONTEXTS ONLY (rows 12, 13).
 
 copy-last, mean of context and a linear ridge map (fitted on training windows; see
-`lvmcore.baselines`) are searched exactly like the model, in the same batched pass.
+`lvmcore.gate.baselines`) are searched exactly like the model, in the same batched pass.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate_eval import GateEvaluation
+from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 

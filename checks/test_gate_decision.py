@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 import pytest
 
-from lvmcore.decision import ACTIONS, decide
-from lvmcore.gate_eval import GateEvaluation
+from lvmcore.gate.decision import ACTIONS, decide
+from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate_eval import GateEvaluation
+from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 

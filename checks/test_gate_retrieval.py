@@ -1,7 +1,7 @@
 """Gate: does the model retrieve the true next chunk from the whole payload? (rows 7, 11, 14)
 
 Hits are decided by key, duplicate aware. The figures come from ONE exact (Flat) pass and ONE IVF
-search over all query sets (see `lvmcore.gate_eval`); queries are vectors only, never keys, so no
+search over all query sets (see `lvmcore.gate.evaluate`); queries are vectors only, never keys, so no
 metadata can leak into retrieval (row 14). A large IVF/exact gap is an index problem, reported as
 such, not a model problem (row 7).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate_eval import GateEvaluation
+from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate_eval import HIST_BINS, GateEvaluation
+from lvmcore.gate.evaluate import HIST_BINS, GateEvaluation
 
 pytestmark = pytest.mark.gate
 

@@ -62,7 +62,7 @@ def test_negatives_match_effective_batch(checkpoint_path, checkpoint_info: Check
 @pytest.mark.threshold("lr_trace_max_relative_error", minimum=1e-6, above=False)
 def test_learning_rate_follows_schedule_per_step(checkpoint_path, checkpoint_info: CheckpointInfo, threshold) -> None:
     """Every [step, lr] pair in history equals lr_at(step, config), and the LR is not constant."""
-    from lvmcore.schedule import lr_at
+    from lvmcore.training.schedule import lr_at
 
     rows = _history_rows(checkpoint_info)
     config = _config(checkpoint_info)

@@ -6,10 +6,10 @@ import faiss
 import numpy as np
 import pytest
 
-from lvmcore.evalset import EvalSet
-from lvmcore.index import AGREEMENT_K, IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
-from lvmcore.payload import Payload
-from lvmcore.retrieval import equal_vector_hits, first_hit_rank, key_hits, recall_at
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.search.ivf import AGREEMENT_K, IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
+from lvmcore.artifacts.payload import Payload
+from lvmcore.search.hits import equal_vector_hits, first_hit_rank, key_hits, recall_at
 
 pytestmark = pytest.mark.plumbing
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.evalset import EvalSet
-from lvmcore.index import index_search
-from lvmcore.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_fraction
-from lvmcore.payload import Payload
-from lvmcore.training_data import TrainingData
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.search.ivf import index_search
+from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_fraction
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import TrainingData
 
 pytestmark = pytest.mark.plumbing
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lvmcore.keys import duplicate_key_count, pack_keys
-from lvmcore.payload import Payload
-from lvmcore.validate import duplicate_vector_counts, nonfinite_rows, row_norms
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.validate import duplicate_vector_counts, nonfinite_rows, row_norms
 
 pytestmark = pytest.mark.plumbing
 

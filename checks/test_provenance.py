@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.evalset import EvalSet
-from lvmcore.payload import Payload
-from lvmcore.provenance import disagreements, provenance_table
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.payload import Payload
+from lvmcore.plumbing.provenance import disagreements, provenance_table
 
 pytestmark = pytest.mark.plumbing
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvmcore.alignment import judge_alignment
+from lvmcore.plumbing.alignment import judge_alignment
 from lvmcore.keys import nonconsecutive_context_rows
-from lvmcore.payload import Payload
-from lvmcore.training_data import TrainingData
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import TrainingData
 
 pytestmark = pytest.mark.plumbing
 

@@ -16,9 +16,9 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from lvmcore.evalset import load_eval_set, write_eval_set
-from lvmcore.payload import content_hash, load_payload
-from lvmcore.training_data import load_training_data, write_windows_spec
+from lvmcore.artifacts.evalset import load_eval_set, write_eval_set
+from lvmcore.artifacts.payload import content_hash, load_payload
+from lvmcore.artifacts.training_data import load_training_data, write_windows_spec
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lvmcore.evalset import write_eval_set
-from lvmcore.payload import load_payload, write_payload
-from lvmcore.training_data import write_windows_spec
-from lvmcore.windows import build_windows, document_split
+from lvmcore.artifacts.evalset import write_eval_set
+from lvmcore.artifacts.payload import load_payload, write_payload
+from lvmcore.artifacts.training_data import write_windows_spec
+from lvmcore.artifacts.windows import build_windows, document_split
 
 EMBEDDER = "synthetic/smooth-walk"
 

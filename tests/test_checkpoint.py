@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmcore.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from lvmcore.artifacts.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
 

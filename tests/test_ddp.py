@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lvmcore.loss import training_step
+from lvmcore.training.loss import training_step
 from lvmcore.models import PRESETS, build_model
 from train.ddp import all_gather_rows, average_gradients, mean_over_ranks
 

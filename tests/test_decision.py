@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from lvmcore.decision import ACTIONS, GateMetrics, decide
+from lvmcore.gate.decision import ACTIONS, GateMetrics, decide
 
 BASE = GateMetrics(
     r_at_5=0.12, r_at_1=0.04, delta=0.2, ivf_r_at_5=0.12, ivf_agreement=0.98,

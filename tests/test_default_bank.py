@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lvmcore.evalset import EvalSet, load_eval_set
+from lvmcore.artifacts.evalset import EvalSet, load_eval_set
 from lvmcore.keys import duplicate_key_count
-from lvmcore.payload import Payload, load_payload
+from lvmcore.artifacts.payload import Payload, load_payload
 from lvmcore.ingest.build import SPLIT
-from lvmcore.training_data import load_training_data
-from lvmcore.windows import document_split
+from lvmcore.artifacts.training_data import load_training_data
+from lvmcore.artifacts.windows import document_split
 
 DEFAULT = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "default"
 SIZE_CAP_BYTES = 24 * 2**20

@@ -8,7 +8,7 @@ far from the next chunk).
 
 The models are tiny torch modules with known behaviour (the true function, copy-last, a model run
 on contexts from another encoder), stored as `lvm-checkpoint/1` files whose `model_config` kind is
-test-only; for those kinds only, this test extends `lvmcore.checkpoint.load_checkpoint`. A random-
+test-only; for those kinds only, this test extends `lvmcore.artifacts.checkpoint.load_checkpoint`. A random-
 weights model is a real `lvmcore.models` preset going through the real loader when that package
 provides presets (else a random linear module). The real suite (`checks/ -m gate`) runs in-process
 with pytester, as users run it.
@@ -24,14 +24,14 @@ import pytest
 import torch
 from torch import nn
 
-import lvmcore.checkpoint as checkpoint_module
-from lvmcore.checkpoint import Checkpoint, save_checkpoint
-from lvmcore.evalset import write_eval_set
-from lvmcore.metrics import l2_normalize
-from lvmcore.payload import write_payload
-from lvmcore.schedule import lr_at
-from lvmcore.training_data import write_windows_spec
-from lvmcore.windows import build_windows
+import lvmcore.artifacts.checkpoint as checkpoint_module
+from lvmcore.artifacts.checkpoint import Checkpoint, save_checkpoint
+from lvmcore.artifacts.evalset import write_eval_set
+from lvmcore.gate.metrics import l2_normalize
+from lvmcore.artifacts.payload import write_payload
+from lvmcore.training.schedule import lr_at
+from lvmcore.artifacts.training_data import write_windows_spec
+from lvmcore.artifacts.windows import build_windows
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = REPO / "checks"

@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvmcore.errors import ArtifactError
-from lvmcore.evalset import load_eval_set
+from lvmcore.artifacts.evalset import load_eval_set
 from lvmcore.ingest.chunking import ABBREVIATIONS, chunk_text, hard_split, normalize_whitespace, split_sentences
 from lvmcore.ingest.corpora import read_folder, read_jsonl
-from lvmcore.payload import load_payload
-from lvmcore.training_data import load_training_data
-from lvmcore.windows import document_split
+from lvmcore.artifacts.payload import load_payload
+from lvmcore.artifacts.training_data import load_training_data
+from lvmcore.artifacts.windows import document_split
 
 # ---------------------------------------------------------------- chunking
 

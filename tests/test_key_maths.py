@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lvmcore.alignment import cosine_rows
+from lvmcore.plumbing.alignment import cosine_rows
 from lvmcore.keys import (
     KeyIndex,
     coverage,
@@ -20,9 +20,9 @@ from lvmcore.keys import (
     unpack_keys,
     value_overlap,
 )
-from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
-from lvmcore.validate import row_norms
-from lvmcore.windows import build_windows, document_split
+from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+from lvmcore.artifacts.validate import row_norms
+from lvmcore.artifacts.windows import build_windows, document_split
 
 key_lists = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=80)
 
@@ -126,7 +126,7 @@ def test_key_hits_count_every_duplicate_row() -> None:
 
 @given(st.lists(st.integers(0, 5), min_size=0, max_size=40))
 def test_duplicate_vector_counts(row_ids) -> None:
-    from lvmcore.validate import duplicate_vector_counts
+    from lvmcore.artifacts.validate import duplicate_vector_counts
 
     vectors = np.eye(6, dtype=np.float32)[row_ids] if row_ids else np.zeros((0, 6), np.float32)
     duplicates, most = duplicate_vector_counts(vectors)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from lvmcore.errors import ArtifactError
-from lvmcore.evalset import load_eval_set, write_eval_set
-from lvmcore.importers import PickleWarning, import_public_payload, read_public_payload
-from lvmcore.payload import load_payload, write_payload
-from lvmcore.training_data import load_training_data, write_windows_spec
+from lvmcore.artifacts.evalset import load_eval_set, write_eval_set
+from lvmcore.artifacts.importers import PickleWarning, import_public_payload, read_public_payload
+from lvmcore.artifacts.payload import load_payload, write_payload
+from lvmcore.artifacts.training_data import load_training_data, write_windows_spec
 
 from synthetic import smooth_walk_bank, write_healthy_bank
 
@@ -187,7 +187,7 @@ def test_loader_never_renormalizes(tmp_path) -> None:
 
 
 def test_importer_cli_prints_one_line_error(tmp_path, capsys) -> None:
-    from lvmcore.importers import main
+    from lvmcore.artifacts.importers import main
 
     assert main(["payload", str(tmp_path / "missing.npz"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err

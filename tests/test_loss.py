@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore.loss import (
+from lvmcore.training.loss import (
     DEFAULT_TEMPERATURE,
     RngSnapshot,
     info_nce,

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore import baselines
-from lvmcore.evalset import EvalSet
-from lvmcore.gate_eval import evaluate
-from lvmcore.index import IVFConfig, build_ivf, exact_search
-from lvmcore.metrics import (
+from lvmcore.gate import baselines
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.gate.evaluate import evaluate
+from lvmcore.search.ivf import IVFConfig, build_ivf, exact_search
+from lvmcore.gate.metrics import (
     echo_rate,
     empirical_auc,
     hit_agreement,
@@ -20,9 +20,9 @@ from lvmcore.metrics import (
     retrieval,
     separation,
 )
-from lvmcore.payload import Payload
-from lvmcore.training_data import windows_from_payload
-from lvmcore.windows import build_windows
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import windows_from_payload
+from lvmcore.artifacts.windows import build_windows
 
 
 def walk_payload(articles: int = 40, chunks: int = 30, dim: int = 32, step: float = 0.35, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,7 +111,7 @@ def test_exact_search_equals_brute_force_numpy() -> None:
     rng = np.random.default_rng(5)
     bank = l2_normalize(rng.normal(size=(3000, 24)))
     queries = l2_normalize(rng.normal(size=(50, 24)))
-    import lvmcore.index as index_module
+    import lvmcore.search.ivf as index_module
 
     old = index_module.SEARCH_BLOCK_ROWS
     index_module.SEARCH_BLOCK_ROWS = 700  # several blocks and a short last one
@@ -222,7 +222,7 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
     payload, eval_set, training, rotation = walk_artifacts(tmp_path)
     index = build_ivf(payload.vectors, IVFConfig(nlist=8, nprobe=8))
     tower = np.linalg.qr(np.random.default_rng(9).normal(size=(32, 32)))[0].astype(np.float32)
-    import lvmcore.index
+    import lvmcore.search.ivf
 
     def bank_fn(vectors):  # the payload tower: a fixed rotation
         return l2_normalize(np.asarray(vectors) @ tower)
@@ -233,7 +233,7 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
         rows = np.argmax(contexts[:, -1] @ payload.vectors.T, axis=1)
         return bank_fn(np.stack([lookup[(payload.keys[r][0], payload.keys[r][1] + 1)] for r in rows]))
 
-    monkeypatch.setattr(lvmcore.index, "SEARCH_BLOCK_ROWS", 100)  # several encoded blocks
+    monkeypatch.setattr(lvmcore.search.ivf, "SEARCH_BLOCK_ROWS", 100)  # several encoded blocks
     result = evaluate(oracle_in_tower_space, payload, eval_set, training_data=training, ivf_index=index, nprobe=8, bank_fn=bank_fn)
     assert result.model.exact.r_at_1 == 1.0 and result.model.ivf is None and result.train.ivf is None
     assert result.separation.pos_mean == pytest.approx(1.0, abs=1e-5) and result.offset_peak == 1

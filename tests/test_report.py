@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from lvmcore.decision import GateMetrics, decide
-from lvmcore.gate_eval import HIST_BINS
-from lvmcore.report import decision_of, write_report
+from lvmcore.gate.decision import GateMetrics, decide
+from lvmcore.gate.evaluate import HIST_BINS
+from lvmcore.gate.report import decision_of, write_report
 
 METRICS = GateMetrics(
     r_at_5=0.02, r_at_1=0.01, delta=0.2, ivf_r_at_5=0.02, ivf_agreement=1.0,

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore.schedule import ScheduleConfig, WarmupCosine, lr_at
+from lvmcore.training.schedule import ScheduleConfig, WarmupCosine, lr_at
 
 CONFIG = ScheduleConfig(lr=1e-3, min_lr=1e-5, warmup_steps=10, total_steps=100)
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import make_seed_bank as seed_bank
-from lvmcore.evalset import load_eval_set
+from lvmcore.artifacts.evalset import load_eval_set
 from lvmcore.keys import nonconsecutive_context_rows
-from lvmcore.payload import content_hash, load_payload
-from lvmcore.training_data import load_training_data
+from lvmcore.artifacts.payload import content_hash, load_payload
+from lvmcore.artifacts.training_data import load_training_data
 
 ROWS, DIM, EVAL_ROWS = 12_000, 64, 300
 

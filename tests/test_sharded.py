@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore.evalset import write_eval_set
-from lvmcore.index import IVFConfig, exact_search
-from lvmcore.payload import write_payload
-from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
-from lvmcore.sharded import merge_topk, shard_bounds, sharded_exact_search, sharded_ivf_search
+from lvmcore.artifacts.evalset import write_eval_set
+from lvmcore.search.ivf import IVFConfig, exact_search
+from lvmcore.artifacts.payload import write_payload
+from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+from lvmcore.search.sharded import merge_topk, shard_bounds, sharded_exact_search, sharded_ivf_search
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS, DIM, QUERIES, K, WORLD = 5_001, 32, 64, 10, 2  # odd N: the two shards differ in size
@@ -135,7 +135,7 @@ def test_torchrun_cli_reports_single_process_metrics(tmp_path: Path) -> None:
     write_payload(tmp_path / "payload", vectors, keys, embedder="test")
     contexts = np.repeat(queries[:, None, :], 2, axis=1)  # copy-last queries are the queries
     write_eval_set(tmp_path / "eval.npz", contexts, queries, truth_keys, None, {})
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD), "-m", "lvmcore.sharded", "--payload", str(tmp_path / "payload"), "--eval-set", str(tmp_path / "eval.npz"), "--k", str(K)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD), "-m", "lvmcore.search.sharded", "--payload", str(tmp_path / "payload"), "--eval-set", str(tmp_path / "eval.npz"), "--k", str(K)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]

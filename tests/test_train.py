@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from lvmcore.checkpoint import load_checkpoint
+from lvmcore.artifacts.checkpoint import load_checkpoint
 from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
-from lvmcore.payload import load_payload, write_payload
-from lvmcore.predict import predict
-from lvmcore.schedule import lr_at
-from lvmcore.training_data import write_windows_spec
-from lvmcore.windows import document_split
+from lvmcore.artifacts.payload import load_payload, write_payload
+from lvmcore.gate.predict import predict
+from lvmcore.training.schedule import lr_at
+from lvmcore.artifacts.training_data import write_windows_spec
+from lvmcore.artifacts.windows import document_split
 from train.__main__ import main
 from train.config import TrainConfig
 from train.data import HardNegativeSampler, article_dropout, load_splits, span_corruption

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lvmcore.loss import DEFAULT_TEMPERATURE
+from fixtures import DEFAULT_DATA  # resolved from the installed package, not the working directory
+from lvmcore.training.loss import DEFAULT_TEMPERATURE
 
-DEFAULT_DATA = Path("fixtures/data/default")
 
 # Settings that define the run: `--resume` refuses to continue a run whose stored values differ.
 RUN_DEFINING = (

@@ -14,9 +14,9 @@ import numpy as np
 
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import pack_keys
-from lvmcore.payload import Payload, load_payload
-from lvmcore.training_data import TrainingData, load_training_data, windows_from_payload
-from lvmcore.windows import document_split
+from lvmcore.artifacts.payload import Payload, load_payload
+from lvmcore.artifacts.training_data import TrainingData, load_training_data, windows_from_payload
+from lvmcore.artifacts.windows import document_split
 
 
 @dataclass

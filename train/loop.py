@@ -1,8 +1,8 @@
 """The training loop: plain code from data to checkpoints, readable top to bottom.
 
 One optimizer step = one effective batch of batch_size x accumulation windows per process,
-scored by one InfoNCE against every target of every process (`lvmcore.loss`), the LR set by
-`lr_at(step)` before the step (`lvmcore.schedule`), gradients averaged over processes, clipped,
+scored by one InfoNCE against every target of every process (`lvmcore.training.loss`), the LR set by
+`lr_at(step)` before the step (`lvmcore.training.schedule`), gradients averaged over processes, clipped,
 then AdamW. After each epoch: validation retrieval, `epoch_NNN.pt`, `last.pt`, `best.pt` (by
 validation R@5), the optional gate run, and `history.json`.
 
@@ -29,11 +29,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lvmcore.checkpoint import current_umask, read_checkpoint_dict, save_checkpoint
+from lvmcore.artifacts.checkpoint import current_umask, read_checkpoint_dict, save_checkpoint
 from lvmcore.errors import ArtifactError
-from lvmcore.loss import training_step
+from lvmcore.training.loss import training_step
 from lvmcore.models import PRESETS, build_model
-from lvmcore.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
+from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
 from train.config import RUN_DEFINING, TrainConfig
 from train.data import HardNegativeSampler, TrainingSplits, assemble_batch, epoch_order, load_splits, step_rng
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from lvmcore.index import exact_search
-from lvmcore.loss import info_nce
-from lvmcore.metrics import separation
-from lvmcore.payload import Payload
-from lvmcore.predict import encode_bank, predict
-from lvmcore.retrieval import first_hit_rank, key_hits, recall_at
-from lvmcore.training_data import TrainingData
+from lvmcore.search.ivf import exact_search
+from lvmcore.training.loss import info_nce
+from lvmcore.gate.metrics import separation
+from lvmcore.artifacts.payload import Payload
+from lvmcore.gate.predict import encode_bank, predict
+from lvmcore.search.hits import first_hit_rank, key_hits, recall_at
+from lvmcore.artifacts.training_data import TrainingData
 
 RETRIEVAL_K = 5
 
@@ -43,7 +43,7 @@ def validate(
     All on held-out validation documents, never on training rows (FAILURE_MODES row 8: a
     separation of 0.37 and an AUC of 0.998 measured on rows the model had seen, next to 0% retrieval).
     val_delta is mean cos(pred, own target) minus mean cos(pred, other targets); val_auc the
-    empirical AUC of those two score sets (`lvmcore.metrics.separation`).
+    empirical AUC of those two score sets (`lvmcore.gate.metrics.separation`).
 
     val_loss is InfoNCE over consecutive blocks of `batch_size` validation windows (the training
     effective batch), so it is comparable to the training loss. Retrieval searches every payload

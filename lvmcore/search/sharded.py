@@ -9,7 +9,7 @@ whatever the world size. Every rank returns the same merged result.
 Run under `torchrun` (gloo on CPU, nccl is not needed: the exchanged lists are tiny, M x k):
 
     torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m lvmcore.sharded --payload /data/payload --eval-set /data/eval.npz --k 10
+        -m lvmcore.search.sharded --payload /data/payload --eval-set /data/eval.npz --k 10
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lvmcore.index import IVFConfig, build_ivf, default_cache_dir, exact_search, index_search, pad_topk, read_or_build_ivf
+from lvmcore.search.ivf import IVFConfig, build_ivf, default_cache_dir, exact_search, index_search, pad_topk, read_or_build_ivf
 
 NO_ROW = -1
 
@@ -61,7 +61,7 @@ def open_vectors(source: str | Path | np.ndarray) -> np.ndarray:
     path = Path(source)
     if path.is_dir():
         path = path / "vectors.npy"
-    from lvmcore.payload import load_npy
+    from lvmcore.artifacts.payload import load_npy
 
     return load_npy(path, mmap=True)
 
@@ -171,9 +171,9 @@ def sharded_ivf_search(
 
 def main(argv: list[str] | None = None) -> int:
     """torchrun entry point: sharded search of an eval set's queries; rank 0 prints R@K and MRR as JSON."""
-    from lvmcore.evalset import load_eval_set
-    from lvmcore.payload import load_manifest
-    from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+    from lvmcore.artifacts.evalset import load_eval_set
+    from lvmcore.artifacts.payload import load_manifest
+    from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--payload", type=Path, required=True)

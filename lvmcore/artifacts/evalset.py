@@ -7,7 +7,7 @@ An eval set is an `.npz` holding
     context_keys  (M, C, 2) int64, the key of every context vector (optional; checks that need it skip)
     provenance    a JSON string: embedder, dim, norm, metric, payload content hash, source, split
 Training data has the same layout, or is a JSON spec of windows built from the payload by key
-(see `lvmcore.training_data`).
+(see `lvmcore.artifacts.training_data`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
 
 REQUIRED_ARRAYS = ("contexts", "targets", "truth_keys")
 

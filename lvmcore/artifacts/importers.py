@@ -6,7 +6,7 @@ the file, so it is refused unless the caller passes `allow_pickle=True` (the `--
 and then a warning is issued.
 Public eval set: our eval layout without `context_keys` or `provenance`: `load_eval_set` reads it.
 
-CLI: `python -m lvmcore.importers payload SRC OUT_DIR [--embedder NAME] [--allow-pickle]`
+CLI: `python -m lvmcore.artifacts.importers payload SRC OUT_DIR [--embedder NAME] [--allow-pickle]`
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.payload import Payload, write_payload
-from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.payload import Payload, write_payload
+from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
 
 PUBLIC_ARRAYS = ("vectors", "article_indices", "chunk_indices")
 
@@ -61,7 +61,7 @@ def read_public_payload(path: str | Path, allow_pickle: bool = False, check_fini
     else:
         if not allow_pickle:
             raise ArtifactError(path, "is not a public .npz payload; if it is a legacy pickled dict, pass --allow-pickle (it runs code from the file)")
-        warnings.warn(f"{path}: loading a pickled payload runs code from the file; convert it once with `python -m lvmcore.importers payload`", PickleWarning, stacklevel=2)
+        warnings.warn(f"{path}: loading a pickled payload runs code from the file; convert it once with `python -m lvmcore.artifacts.importers payload`", PickleWarning, stacklevel=2)
         try:
             loaded = np.load(path, allow_pickle=True)
             source = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
@@ -97,7 +97,7 @@ def import_public_payload(source: str | Path, out_dir: str | Path, embedder: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lvmcore.importers", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lvmcore.artifacts.importers", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     payload = sub.add_parser("payload", help="convert a public .npz (or legacy pickled) payload into our directory format")
     payload.add_argument("source")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvmcore.payload import Payload
+from lvmcore.artifacts.payload import Payload
 
 ALIGNED_COSINE = 0.999  # the same text through the same encoder gives cos ~ 1; two random chunks ~ 0.1-0.2
 BLOCK = 4_096  # rows per alignment block: two float64 copies stay near 50 MiB at D=768

@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from lvmcore.blocks import gather_rows, iter_blocks
-from lvmcore.payload import Payload
+from lvmcore.artifacts.payload import Payload
 
 SEARCH_BLOCK_ROWS = 32_768  # 96 MiB of a 768-D payload in RAM at a time
 BLAS_TILE = (4_096, 4_096)  # faiss.knn's (query, database) tile, a 64 MiB score buffer; its default (4,096, 1,024) was 9% slower at seed scale

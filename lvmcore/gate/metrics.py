@@ -1,8 +1,8 @@
 """Gate metrics as pure functions of arrays: separation, empirical AUC, retrieval, echo, offset sweep.
 
 Everything here takes numpy arrays and returns numbers or small dataclasses; searching, loading
-and printing live elsewhere (`lvmcore.gate_eval`, `lvmcore.report`). Hits are decided by KEY
-(`lvmcore.retrieval.key_hits`), never by one payload row id, so duplicated keys cannot hide a hit.
+and printing live elsewhere (`lvmcore.gate.evaluate`, `lvmcore.gate.report`). Hits are decided by KEY
+(`lvmcore.search.hits.key_hits`), never by one payload row id, so duplicated keys cannot hide a hit.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lvmcore.keys import pack_keys
-from lvmcore.retrieval import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 
 RECALL_KS = (1, 5, 10, 50)
 CONTAIN_K = 50

@@ -19,9 +19,9 @@ import numpy as np
 
 from lvmcore.blocks import take_rows
 from lvmcore.errors import ArtifactError
-from lvmcore.evalset import load_eval_set
-from lvmcore.payload import Payload
-from lvmcore.windows import build_windows
+from lvmcore.artifacts.evalset import load_eval_set
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.windows import build_windows
 
 WINDOWS_FORMAT = "lvm-windows/1"
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lvmcore.decision import Decision, GateMetrics, decide
+from lvmcore.gate.decision import Decision, GateMetrics, decide
 
 PLOT_DPI = 90
 

@@ -21,7 +21,7 @@ import numpy as np
 from lvmcore.blocks import iter_blocks, take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import KeyIndex
-from lvmcore.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
 
 REQUIRED_MANIFEST_FIELDS = ("embedder", "dim", "norm", "metric", "count")
 HASH_BLOCK_BYTES = 64 << 20
@@ -137,7 +137,7 @@ def load_payload(directory: str | Path, check_finite: bool = True) -> Payload:
     directory = Path(directory)
     if not directory.is_dir():
         if directory.suffix == ".npz":
-            raise ArtifactError(directory, "is an .npz file; import it first with `python -m lvmcore.importers payload` (public format)")
+            raise ArtifactError(directory, "is an .npz file; import it first with `python -m lvmcore.artifacts.importers payload` (public format)")
         raise ArtifactError(directory, "payload directory not found")
     manifest = load_manifest(directory / "manifest.json")
     vectors = load_npy(directory / "vectors.npy", mmap=True)
