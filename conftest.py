@@ -1,9 +1,11 @@
-"""Root conftest: the suite's plugins live in `fixtures/`, one job each."""
+"""Root conftest: the suite's plugins (hooks, options, markers) live in `fixtures/`, one job each.
+
+The fixtures the checks take are imported by name in `checks/conftest.py`.
+"""
 
 pytest_plugins = [
     "fixtures.options",
     "fixtures.recorder",
     "fixtures.thresholds",
-    "fixtures.artifacts",
     "fixtures.gate",
 ]

@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as `python bench/ivf_tradeoff.py`: make the
 
 from bench.measure import load_average  # noqa: E402
 from lvmcore.artifacts.evalset import load_eval_set  # noqa: E402
-from lvmcore.search.ivf import AGREEMENT_K, IVFConfig, agreement_queries, build_ivf, ivf_exact_agreement, list_imbalance  # noqa: E402
+from lvmcore.search.agreement import AGREEMENT_K, agreement_queries, top_k_row_agreement  # noqa: E402
+from lvmcore.search.ivf import IVFBuild, build_ivf, list_imbalance  # noqa: E402
 from lvmcore.artifacts.payload import load_payload  # noqa: E402
 
 
@@ -48,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for points, iterations in map(parse_setting, args.settings.split(",")):
-        config = IVFConfig(nlist=args.nlist, nprobe=args.nprobe, train_points_per_list=points, train_iterations=iterations)
+        config = IVFBuild(nlist=args.nlist, train_points_per_list=points, train_iterations=iterations)
         load = load_average()
         began = time.perf_counter()
         index = build_ivf(payload.vectors, config)
         seconds = time.perf_counter() - began
-        agreement = ivf_exact_agreement(index, payload.vectors, queries, AGREEMENT_K, args.nprobe)
+        agreement = top_k_row_agreement(index, payload.vectors, queries, AGREEMENT_K, args.nprobe)
         lines.append(f"| {config.lists_for(payload.count):,} | {points} | {iterations} | {seconds:.1f} s | {100 * agreement:.2f}% | {list_imbalance(index):.2f} | {' / '.join(map(str, load))} |")
         print(lines[-1], flush=True)
         del index

@@ -107,7 +107,7 @@ def record(figure: str, rows: int, dim: int, timing: Timing | None = None, **ext
 def measure_floor_and_peer(paths: dict[str, Path], rows: int, dim: int, runs: int, k: int, query_limit: int, with_peer: bool) -> list[dict]:
     """floor, exact_search and (optionally) peer, interleaved run by run so load drift hits all alike."""
     from lvmcore.artifacts.evalset import load_eval_set
-    from lvmcore.search.ivf import exact_search
+    from lvmcore.search.exact import exact_search
     from lvmcore.artifacts.payload import load_payload
     from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 
@@ -280,11 +280,11 @@ def measure_suite(marker: str, paths: dict[str, Path], rows: int, dim: int, runs
 
 
 def measure_ivf_build(paths: dict[str, Path], rows: int, dim: int, nlist: int | None) -> dict:
-    from lvmcore.search.ivf import IVFConfig, build_ivf
+    from lvmcore.search.ivf import IVFBuild, build_ivf
     from lvmcore.artifacts.payload import load_payload
 
     payload = load_payload(paths["payload"], check_finite=False)
-    config = IVFConfig(nlist=nlist)
+    config = IVFBuild(nlist=nlist)
     timing = Timing()
     time_call(lambda: build_ivf(payload.vectors, config), timing)
     return record("ivf_build", rows, dim, timing, nlist=config.lists_for(rows))

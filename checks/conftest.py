@@ -1,14 +1,24 @@
-"""Measurements several checks share, computed once per session."""
+"""Every fixture a check takes, by name, and the measurements several checks share.
+
+A check's fixture is one hop away: either defined below or imported here from the plugin module
+that owns it. The plugins' hooks (options, markers, thresholds, the report, the checkpoint
+parametrization) are registered by the root `conftest.py`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lvmcore.plumbing.alignment import Alignment, align_to_payload
+from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, training_data  # noqa: F401  (fixtures)
+from fixtures.gate import checkpoint_record, gate_cache, gate_evaluation, training_history  # noqa: F401  (fixtures)
+from fixtures.recorder import record  # noqa: F401  (fixture)
+from fixtures.thresholds import threshold  # noqa: F401  (fixture)
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
+from lvmcore.plumbing.alignment import Alignment, align_to_payload
+from lvmcore.sampling import sample_rows
 
 TRAINING_SAMPLE = 5_000  # windows checked when training data is read from the payload by key (25,000 vectors)
 
@@ -35,6 +45,6 @@ def eval_context_alignment(eval_set: EvalSet, payload: Payload) -> Alignment:
 @pytest.fixture(scope="session")
 def training_rows(training_data: TrainingData) -> np.ndarray:
     """Window rows to check: all of them for stored arrays, a seeded sample when read from the payload."""
-    if training_data.built_from_payload and training_data.count > TRAINING_SAMPLE:
-        return np.sort(np.random.default_rng(0).choice(training_data.count, TRAINING_SAMPLE, replace=False))
+    if training_data.built_from_payload:
+        return sample_rows(training_data.count, TRAINING_SAMPLE, seed=0)
     return np.arange(training_data.count)

@@ -10,7 +10,7 @@ from lvmcore.blocks import iter_blocks
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.keys import coverage, distinct_count, key_entropy_bits, nonconsecutive_context_rows, shifted_coverage
 from lvmcore.artifacts.payload import Payload
-from lvmcore.artifacts.validate import nonfinite_rows, row_norms
+from lvmcore.vectors import nonfinite_rows, row_norms
 
 pytestmark = pytest.mark.plumbing
 

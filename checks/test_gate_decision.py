@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 import pytest
 
+from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.gate.decision import ACTIONS, decide
 from lvmcore.gate.evaluate import GateEvaluation
 
@@ -23,7 +24,7 @@ def test_decision(checkpoint_path, gate_evaluation: GateEvaluation, record) -> N
     record("decision", decision.action, shown=decision.action, action=decision.action, reason=decision.reason, metrics=metrics.as_dict())
 
 
-def test_gate_figures_for_report(checkpoint_path, gate_evaluation: GateEvaluation, checkpoint_info, record) -> None:
+def test_gate_figures_for_report(checkpoint_path, gate_evaluation: GateEvaluation, checkpoint_record: CheckpointRecord, record) -> None:
     """Everything the report tables and plots need, as one record."""
     ev = gate_evaluation
     sets = {"model": ev.model, **{f"baseline:{k}": v for k, v in ev.baselines.items()}, "oracle": ev.oracle}
@@ -41,6 +42,6 @@ def test_gate_figures_for_report(checkpoint_path, gate_evaluation: GateEvaluatio
         searched=ev.searched,
         nprobe=ev.nprobe,
         metrics=ev.gate_metrics().as_dict(),
-        history_path=str(checkpoint_info.history_path),
-        checkpoint={"path": str(checkpoint_path), "epoch": checkpoint_info.epoch, "step": checkpoint_info.step, "metrics": checkpoint_info.metrics},
+        history_path=str(checkpoint_record.history_path),
+        checkpoint={"path": str(checkpoint_path), "epoch": checkpoint_record.epoch, "step": checkpoint_record.step, "metrics": checkpoint_record.metrics},
     )

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.search.ivf import AGREEMENT_K, IVFConfig, agreement_queries, exact_search, index_search, ivf_exact_agreement, metric_name
+from lvmcore.search.agreement import AGREEMENT_K, agreement_queries, top_k_row_agreement
+from lvmcore.search.ivf import index_search, metric_name
 from lvmcore.artifacts.payload import Payload
+from lvmcore.sampling import sample_rows
 from lvmcore.search.hits import equal_vector_hits, first_hit_rank, key_hits, recall_at
 
 pytestmark = pytest.mark.plumbing
@@ -36,19 +38,18 @@ def test_index_holds_every_payload_row(ivf_index: faiss.Index, payload: Payload,
 
 @pytest.fixture(scope="session")
 def oracle_rows(payload: Payload) -> np.ndarray:
-    count = min(ORACLE_QUERIES, payload.count)
-    return np.sort(np.random.default_rng(7).choice(payload.count, size=count, replace=False))
+    return sample_rows(payload.count, ORACLE_QUERIES, seed=7)
 
 
 @pytest.mark.threshold("oracle_recall_at_1", minimum=0.999, percent=True)
-def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload: Payload, oracle_rows: np.ndarray, ivf_config: IVFConfig, threshold) -> None:
+def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload: Payload, oracle_rows: np.ndarray, nprobe: int, threshold) -> None:
     """Payload rows as their own queries must come back first, counting a hit by key or equal vector.
 
     With IVF-Flat the query's own list is always probed, so a loss here is duplicates or a bad index,
     not quantization (row 7).
     """
     queries = np.ascontiguousarray(payload.vectors[oracle_rows])
-    _, rows = index_search(ivf_index, queries, 5, ivf_config.nprobe)
+    _, rows = index_search(ivf_index, queries, 5, nprobe)
     hits = key_hits(rows, payload.keys, payload.keys[oracle_rows]) | equal_vector_hits(rows, payload.vectors, queries)
     by_id = float((rows[:, 0] == oracle_rows).mean())
     threshold.check(
@@ -60,12 +61,12 @@ def test_oracle_recall_with_duplicate_aware_hits(ivf_index: faiss.Index, payload
 
 
 @pytest.mark.threshold("ivf_exact_top10_agreement", minimum=0.9, good=0.95, strong=0.99, percent=True)
-def test_ivf_agrees_with_exact_search(ivf_index: faiss.Index, payload: Payload, eval_set: EvalSet, ivf_config: IVFConfig, threshold) -> None:
+def test_ivf_agrees_with_exact_search(ivf_index: faiss.Index, payload: Payload, eval_set: EvalSet, nprobe: int, threshold) -> None:
     """Mean-of-context queries: the share of exact top-10 rows that IVF at the configured nprobe also finds."""
     queries = agreement_queries(eval_set.contexts)
-    overlap = ivf_exact_agreement(ivf_index, payload.vectors, queries, AGREEMENT_K, ivf_config.nprobe)
+    overlap = top_k_row_agreement(ivf_index, payload.vectors, queries, AGREEMENT_K, nprobe)
     threshold.check(
         float(overlap),
-        cause=f"IVF probes too few lists (nprobe {ivf_config.nprobe}) for this bank, or its centroids were trained on "
+        cause=f"IVF probes too few lists (nprobe {nprobe}) for this bank, or its centroids were trained on "
         "other data: retrieval losses would be index losses, not model losses",
     )

@@ -39,7 +39,7 @@ def test_no_eval_chunk_is_a_training_chunk(leakage, threshold) -> None:
 
 
 @pytest.mark.threshold("eval_near_duplicate_fraction", minimum=0.0, above=False, percent=True)
-def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, ivf_index, ivf_config, record, threshold) -> None:
+def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, ivf_index, nprobe: int, record, threshold) -> None:
     """Eval targets with a training vector at cosine >= 0.995: the same text under another key.
 
     Training windows read from the payload are searched through the payload's IVF index.
@@ -48,7 +48,7 @@ def test_no_eval_target_has_a_near_duplicate_in_training(training_data: Training
         training_rows = np.zeros(payload.count, dtype=bool)
         training_rows[np.unique(training_data.context_rows)] = True
         training_rows[np.unique(training_data.target_rows)] = True
-        search = lambda queries, k: index_search(ivf_index, queries, k, ivf_config.nprobe)  # noqa: E731
+        search = lambda queries, k: index_search(ivf_index, queries, k, nprobe)  # noqa: E731
         fraction, saturated = near_duplicate_fraction(eval_set.targets, payload.vectors, bank_is_training=training_rows, search=search)
     else:
         bank = np.concatenate([training_data.targets, training_data.contexts.reshape(-1, training_data.contexts.shape[-1])])

@@ -7,7 +7,7 @@ import pytest
 
 from lvmcore.keys import duplicate_key_count, pack_keys
 from lvmcore.artifacts.payload import Payload
-from lvmcore.artifacts.validate import duplicate_vector_counts, nonfinite_rows, row_norms
+from lvmcore.vectors import duplicate_vector_counts, nonfinite_rows, row_norms
 
 pytestmark = pytest.mark.plumbing
 

@@ -74,6 +74,21 @@ def coverage(index: KeyIndex, keys: np.ndarray) -> float:
     return float(index.contains(keys).mean())
 
 
+KEY_COLUMNS = ((0, "article"), (1, "chunk"))
+
+
+def shift_keys(keys: np.ndarray, column: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (..., 2) with `shift` added to one column (0: article, 1: chunk), and a mask of the rows
+    still non-negative; rows that fell below zero are set to (0, 0) so they can still be packed.
+
+    The one home of every off-by-one probe: key coverage under +-1, alignment under +-1, and the
+    gate's offset sweep (chunk + k)."""
+    moved = np.asarray(keys, dtype=np.int64).copy()
+    moved[..., column] += shift
+    valid = (moved >= 0).all(axis=-1)
+    return np.where(valid[..., None], moved, 0), valid
+
+
 def shifted_coverage(index: KeyIndex, keys: np.ndarray, shifts: tuple[int, ...] = (-1, 1)) -> dict[str, float]:
     """Coverage when each key column is shifted by each of `shifts`.
 
@@ -82,14 +97,10 @@ def shifted_coverage(index: KeyIndex, keys: np.ndarray, shifts: tuple[int, ...] 
     """
     keys = np.asarray(keys, dtype=np.int64).reshape(-1, 2)
     result: dict[str, float] = {}
-    for column, name in ((0, "article"), (1, "chunk")):
+    for column, name in KEY_COLUMNS:
         for shift in shifts:
-            moved = keys.copy()
-            moved[:, column] += shift
-            valid = (moved >= 0).all(axis=1)
-            hits = np.zeros(len(moved), dtype=bool)
-            if valid.any():
-                hits[valid] = index.contains(moved[valid])
+            moved, valid = shift_keys(keys, column, shift)
+            hits = valid & index.contains(moved)
             result[f"{name}{shift:+d}"] = float(hits.mean()) if len(hits) else 1.0
     return result
 

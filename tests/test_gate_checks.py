@@ -27,7 +27,7 @@ from torch import nn
 import lvmcore.artifacts.checkpoint as checkpoint_module
 from lvmcore.artifacts.checkpoint import Checkpoint, save_checkpoint
 from lvmcore.artifacts.evalset import write_eval_set
-from lvmcore.gate.metrics import l2_normalize
+from lvmcore.vectors import l2_normalize
 from lvmcore.artifacts.payload import write_payload
 from lvmcore.training.schedule import lr_at
 from lvmcore.artifacts.training_data import write_windows_spec

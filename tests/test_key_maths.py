@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lvmcore.plumbing.alignment import cosine_rows
+from lvmcore.vectors import cosine_rows
 from lvmcore.keys import (
     KeyIndex,
     coverage,
@@ -21,7 +21,7 @@ from lvmcore.keys import (
     value_overlap,
 )
 from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
-from lvmcore.artifacts.validate import row_norms
+from lvmcore.vectors import row_norms
 from lvmcore.artifacts.windows import build_windows, document_split
 
 key_lists = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=80)
@@ -126,7 +126,7 @@ def test_key_hits_count_every_duplicate_row() -> None:
 
 @given(st.lists(st.integers(0, 5), min_size=0, max_size=40))
 def test_duplicate_vector_counts(row_ids) -> None:
-    from lvmcore.artifacts.validate import duplicate_vector_counts
+    from lvmcore.vectors import duplicate_vector_counts
 
     vectors = np.eye(6, dtype=np.float32)[row_ids] if row_ids else np.zeros((0, 6), np.float32)
     duplicates, most = duplicate_vector_counts(vectors)

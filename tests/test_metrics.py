@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 from lvmcore.gate import baselines
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.gate.evaluate import evaluate
-from lvmcore.search.ivf import IVFConfig, build_ivf, exact_search
+from lvmcore.search.exact import exact_search
+from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.gate.metrics import (
     echo_rate,
     empirical_auc,
-    hit_agreement,
+    ivf_exact_agreement,
     l2_normalize,
     offset_peak,
     retrieval,
@@ -111,7 +112,7 @@ def test_exact_search_equals_brute_force_numpy() -> None:
     rng = np.random.default_rng(5)
     bank = l2_normalize(rng.normal(size=(3000, 24)))
     queries = l2_normalize(rng.normal(size=(50, 24)))
-    import lvmcore.search.ivf as index_module
+    import lvmcore.search.exact as index_module
 
     old = index_module.SEARCH_BLOCK_ROWS
     index_module.SEARCH_BLOCK_ROWS = 700  # several blocks and a short last one
@@ -159,8 +160,8 @@ def test_echo_rate_counts_top1_in_own_context() -> None:
 
 
 def test_hit_agreement() -> None:
-    assert hit_agreement(np.array([1, 0, 0, 3]), np.array([1, 2, 0, 3])) == pytest.approx(2 / 3)
-    assert hit_agreement(np.array([0, 0]), np.array([0, 0])) is None
+    assert ivf_exact_agreement(np.array([1, 0, 0, 3]), np.array([1, 2, 0, 3])) == pytest.approx(2 / 3)
+    assert ivf_exact_agreement(np.array([0, 0]), np.array([0, 0])) is None
 
 
 def test_offset_peak_ignores_nan() -> None:
@@ -191,7 +192,7 @@ def test_baselines_read_contexts_only() -> None:
 
 def test_evaluate_with_numpy_models(tmp_path) -> None:
     payload, eval_set, training, rotation = walk_artifacts(tmp_path)
-    index = build_ivf(payload.vectors, IVFConfig(nlist=8, nprobe=8))
+    index = build_ivf(payload.vectors, IVFBuild(nlist=8))
     lookup = {tuple(k): v for k, v in zip(payload.keys.tolist(), payload.vectors)}
 
     def oracle(contexts):  # finds each context in the bank and returns the true next chunk
@@ -220,9 +221,9 @@ def test_evaluate_with_numpy_models(tmp_path) -> None:
 
 def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) -> None:
     payload, eval_set, training, rotation = walk_artifacts(tmp_path)
-    index = build_ivf(payload.vectors, IVFConfig(nlist=8, nprobe=8))
+    index = build_ivf(payload.vectors, IVFBuild(nlist=8))
     tower = np.linalg.qr(np.random.default_rng(9).normal(size=(32, 32)))[0].astype(np.float32)
-    import lvmcore.search.ivf
+    import lvmcore.search.exact
 
     def bank_fn(vectors):  # the payload tower: a fixed rotation
         return l2_normalize(np.asarray(vectors) @ tower)
@@ -233,7 +234,7 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
         rows = np.argmax(contexts[:, -1] @ payload.vectors.T, axis=1)
         return bank_fn(np.stack([lookup[(payload.keys[r][0], payload.keys[r][1] + 1)] for r in rows]))
 
-    monkeypatch.setattr(lvmcore.search.ivf, "SEARCH_BLOCK_ROWS", 100)  # several encoded blocks
+    monkeypatch.setattr(lvmcore.search.exact, "SEARCH_BLOCK_ROWS", 100)  # several encoded blocks
     result = evaluate(oracle_in_tower_space, payload, eval_set, training_data=training, ivf_index=index, nprobe=8, bank_fn=bank_fn)
     assert result.model.exact.r_at_1 == 1.0 and result.model.ivf is None and result.train.ivf is None
     assert result.separation.pos_mean == pytest.approx(1.0, abs=1e-5) and result.offset_peak == 1

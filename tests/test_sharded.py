@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvmcore.artifacts.evalset import write_eval_set
-from lvmcore.search.ivf import IVFConfig, exact_search
+from lvmcore.search.exact import exact_search
+from lvmcore.search.ivf import IVFBuild
 from lvmcore.artifacts.payload import write_payload
 from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 from lvmcore.search.sharded import merge_topk, shard_bounds, sharded_exact_search, sharded_ivf_search
@@ -51,7 +52,7 @@ def _worker(rank: int, world_size: int, rendezvous: str, out_dir: str) -> None:
         path = Path(out_dir) / "vectors.npy"
         from_array = sharded_exact_search(vectors, queries, K)
         from_file = sharded_exact_search(path, queries, K)  # each rank memory-maps only its shard
-        ivf_full_probe = sharded_ivf_search(path, queries, K, IVFConfig(nlist=NLIST, nprobe=NLIST))
+        ivf_full_probe = sharded_ivf_search(path, queries, K, IVFBuild(nlist=NLIST), nprobe=NLIST)
         np.savez(Path(out_dir) / f"rank{rank}.npz", array_scores=from_array[0], array_rows=from_array[1], file_rows=from_file[1], ivf_rows=ivf_full_probe[1])
     finally:
         dist.destroy_process_group()

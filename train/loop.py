@@ -13,10 +13,7 @@ resumed from `last.pt` at step k ends with the same weights as one never interru
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,7 +26,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lvmcore.artifacts.checkpoint import current_umask, read_checkpoint_dict, save_checkpoint
+from lvmcore.artifacts.checkpoint import read_checkpoint_dict, save_checkpoint
+from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history, write_history
 from lvmcore.errors import ArtifactError
 from lvmcore.training.loss import training_step
 from lvmcore.models import PRESETS, build_model
@@ -39,9 +37,6 @@ from train.data import HardNegativeSampler, TrainingSplits, assemble_batch, epoc
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
 from train.validation import validate
-
-HISTORY_FORMAT = "lvm-history/1"
-
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm went NaN/inf; the message is one line naming the step."""
@@ -72,15 +67,6 @@ class EpochProgress:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def write_json_atomic(path: Path, content: Any) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(content, out, indent=1)
-        out.write("\n")
-    os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, path)
 
 
 def steps_per_epoch(config: TrainConfig, windows: int, world_size: int) -> int:
@@ -142,7 +128,7 @@ class Trainer:
             "train_data": str(config.train_data),
             "validation_data": None if config.validation_data is None else str(config.validation_data),
         }
-        self.history: dict[str, Any] = {"format": HISTORY_FORMAT, "config": self.history_config(), "epochs": []}
+        self.history = TrainingHistory(config=self.history_config())
         self.progress = EpochProgress(epoch=0)
         self.best_r_at_5 = -1.0
         self.step_negatives: int | None = None
@@ -177,7 +163,7 @@ class Trainer:
             "training_articles": [int(a) for a in self.splits.training_articles],
             "validation_articles": [int(a) for a in self.splits.validation_articles],
             "negatives_per_positive": self.step_negatives,
-            "train_config": self.history["config"],
+            "train_config": self.history.config,
             "resume": {"progress": self.progress.to_dict(), "best_r_at_5": self.best_r_at_5},
         }
 
@@ -189,7 +175,7 @@ class Trainer:
         path = self.out / "last.pt"
         state = read_checkpoint_dict(path)
         stored = state.get("train_config", {})
-        wanted = self.history["config"]  # this run's settings, defaults resolved as in the stored one
+        wanted = self.history.config  # this run's settings, defaults resolved as in the stored one
         for name in RUN_DEFINING:
             if stored.get(name) != wanted[name]:
                 raise ArtifactError(path, f"was trained with {name}={stored.get(name)!r}, this run asks for {wanted[name]!r}; resume with the same settings")
@@ -203,10 +189,9 @@ class Trainer:
         self.progress = EpochProgress(**resume["progress"])
         self.best_r_at_5 = float(resume["best_r_at_5"])
         self.step_negatives = state.get("negatives_per_positive")
-        history_path = self.out / "history.json"
-        if history_path.is_file():
-            history = json.loads(history_path.read_text())
-            self.history["epochs"] = [row for row in history.get("epochs", []) if row["epoch"] <= self.progress.epoch]
+        stored_history = read_history(self.out / "history.json")
+        if stored_history is not None:
+            self.history.epochs = stored_history.up_to(self.progress.epoch)
 
     # ------------------------------------------------------------------ training
 
@@ -345,11 +330,12 @@ class Trainer:
         self.save(name, epoch + 1, metrics)
         if improved:
             self.save("best.pt", epoch + 1, {**metrics, "chosen_by": "val_r_at_5"})
-        self.history["epochs"].append(row)
-        write_json_atomic(self.out / "history.json", self.history)  # before the gate: it reads this epoch's row
+        record = EpochRecord.from_dict(None, row)
+        self.history.epochs.append(record)
+        write_history(self.out / "history.json", self.history)  # before the gate: it reads this epoch's row
         if self.config.gate_every_epoch:
-            row["gate"] = self.gate(self.out / name)
-            write_json_atomic(self.out / "history.json", self.history)
+            row["gate"] = record.extra["gate"] = self.gate(self.out / name)
+            write_history(self.out / "history.json", self.history)
         self.save("last.pt", epoch + 1, metrics)  # last: after history.json, so a resume never loses a row
         return row
 
@@ -366,12 +352,12 @@ class Trainer:
             cwd=self.hooks.gate_cwd,
         )
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> TrainingHistory:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.config.resume:
             self.resume()
         elif self.dist.is_main:
-            write_json_atomic(self.out / "history.json", self.history)
+            write_history(self.out / "history.json", self.history)
         for epoch in range(self.progress.epoch, self.config.epochs):
             self.progress.epoch = epoch
             self.train_epoch(epoch)
@@ -392,5 +378,5 @@ class Trainer:
 
 
 def train(config: TrainConfig, hooks: TrainHooks | None = None) -> dict[str, Any]:
-    """Train (or resume) a run; returns the history written to OUT/history.json."""
-    return Trainer(config, hooks).run()
+    """Train (or resume) a run; returns the history written to OUT/history.json, as that JSON object."""
+    return Trainer(config, hooks).run().to_dict()

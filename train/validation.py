@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lvmcore.search.ivf import exact_search
+from lvmcore.search.exact import exact_search
 from lvmcore.training.loss import info_nce
 from lvmcore.gate.metrics import separation
 from lvmcore.artifacts.payload import Payload

@@ -12,11 +12,9 @@ not run code from the file.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,17 @@ import torch
 from torch import nn
 
 from lvmcore.errors import ArtifactError
+from lvmcore.files import write_atomic
 
 CHECKPOINT_FORMAT = "lvm-checkpoint/1"
 REQUIRED_FIELDS = ("model_config", "model_state")
 
 
 @dataclass
-class Checkpoint:
-    """A loaded checkpoint: the model (eval mode, on CPU) and everything stored beside it."""
+class CheckpointRecord:
+    """What a checkpoint records about its training, without its weights: what the gates read."""
 
     path: Path
-    model: nn.Module
     model_config: dict[str, Any]
     epoch: int
     step: int
@@ -44,43 +42,51 @@ class Checkpoint:
     validation_articles: list[int] = field(default_factory=list)
     negatives_per_positive: int | None = None
     train_config: dict[str, Any] = field(default_factory=dict)
-    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
-    scheduler_state: dict[str, Any] | None = field(default=None, repr=False)
-    rng_state: dict[str, Any] | None = field(default=None, repr=False)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def dim(self) -> int | None:
         value = self.provenance.get("dim", self.model_config.get("dim"))
         return None if value is None else int(value)
 
+    @property
+    def history_path(self) -> Path:
+        """Where training wrote this run's `history.json`: beside the checkpoint."""
+        return self.path.parent / "history.json"
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+
+@dataclass
+class Checkpoint(CheckpointRecord):
+    """A loaded checkpoint: the record, the model (eval mode, on CPU) and the optimizer's states."""
+
+    model: nn.Module | None = None
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
+    scheduler_state: dict[str, Any] | None = field(default=None, repr=False)
+    rng_state: dict[str, Any] | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def record(self) -> CheckpointRecord:
+        """The record alone, so a caller can drop the weights and keep the facts."""
+        return CheckpointRecord(**{f.name: getattr(self, f.name) for f in fields(CheckpointRecord)})
 
 
 def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
-    """Write `content` to `path` atomically: a temp file in the same directory, fsync, then os.replace.
-
-    A reader (or a crash) sees the previous file or the whole new one, never half of it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `content` to `path` atomically (`lvmcore.files.write_atomic`): the old file or the whole new one."""
     content = {"format": CHECKPOINT_FORMAT, **content}
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    return write_atomic(path, lambda out: torch.save(content, out))
+
+
+def peek_epoch_step(path: str | Path) -> tuple[Any, Any] | None:
+    """(epoch, step) of a checkpoint without reading its weights (`torch.load(mmap=True)`), None if unreadable.
+
+    Used to tell a `last.pt`/`best.pt` that duplicates an `epoch_NNN.pt` from one that does not.
+    """
     try:
-        with os.fdopen(handle, "wb") as out:
-            torch.save(content, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give it a normal file's mode
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable here: the caller keeps the file and the full reader reports it properly
+        return None
+    if not isinstance(state, dict):
+        return None
+    return state.get("epoch"), state.get("step")
 
 
 def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lvmcore.blocks import iter_blocks
 from lvmcore.errors import ArtifactError
+from lvmcore.vectors import nonfinite_rows
 
 
 def require_shape(path: Path, name: str, array: np.ndarray, rank: int, last: int | None = None) -> None:
@@ -28,17 +28,6 @@ def require_integer(path: Path, name: str, array: np.ndarray) -> None:
         raise ArtifactError(path, f"'{name}' has dtype {array.dtype}, expected an integer type")
 
 
-def nonfinite_rows(vectors: np.ndarray) -> np.ndarray:
-    """Indices of rows (over the first axis) holding NaN or inf, scanned in blocks for memory maps."""
-    bad: list[np.ndarray] = []
-    flat = vectors.reshape(len(vectors), -1) if len(vectors) else vectors.reshape(0, 1)
-    for start, block in iter_blocks(flat):
-        rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
-        if rows.size:
-            bad.append(rows + start)
-    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
-
-
 def require_finite(path: Path, name: str, vectors: np.ndarray) -> None:
     bad = nonfinite_rows(vectors)
     if bad.size:
@@ -56,24 +45,3 @@ def require_keys_valid(path: Path, name: str, keys: np.ndarray) -> None:
         raise ArtifactError(path, f"'{name}' has keys out of range (article must be < 2**31, chunk < 2**32)")
 
 
-def row_norms(vectors: np.ndarray) -> np.ndarray:
-    """L2 norm of every row, computed blockwise in float64 so a memory map is read once."""
-    out = np.empty(len(vectors), dtype=np.float64)
-    for start, block in iter_blocks(vectors):
-        block = block.astype(np.float64)
-        out[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
-    return out
-
-
-def duplicate_vector_counts(vectors: np.ndarray) -> tuple[int, int]:
-    """(rows repeating an earlier row's exact bytes, most copies of one vector), in blocks.
-
-    Rows are hashed by their bytes (64-bit siphash), so a memory-mapped bank is read once and no
-    (N, D) sort is needed.
-    """
-    digest = np.empty(len(vectors), dtype=np.uint64)
-    for start, block in iter_blocks(vectors):
-        block = np.ascontiguousarray(block)
-        digest[start : start + len(block)] = [hash(row.tobytes()) & 0xFFFFFFFFFFFFFFFF for row in block]
-    _, counts = np.unique(digest, return_counts=True)
-    return int(len(vectors) - len(counts)), int(counts.max(initial=0))

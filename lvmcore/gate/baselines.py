@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from lvmcore.gate.metrics import l2_normalize
+from lvmcore.vectors import l2_normalize
 
 RIDGE_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge strength as a fraction of the mean feature variance
 

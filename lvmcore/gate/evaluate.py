@@ -1,6 +1,8 @@
-"""Every gate metric of one checkpoint, from one batched pass: predict once, search once, measure.
+"""Every gate metric of one checkpoint, in four steps: predict -> search once -> metrics -> report data.
 
-All query sets of a checkpoint (the model on the eval set, the three context-only baselines, the
+`evaluate` reads top to bottom as those steps: `query_sets` builds every query set (the model,
+the baselines, the oracle, the training sample), `search_once` searches them, `measure` turns each
+set's result lists into its figures, and `report_data` adds what only the report shows. All query sets of a checkpoint (the model on the eval set, the three context-only baselines, the
 oracle, the model on a sample of training windows) are concatenated and searched in ONE blockwise
 exact pass over the payload memory map (`lvmcore.search.ivf.exact_search`); the model's and the
 oracle's queries, whose IVF figures the gates read, also go through ONE IVF search (IVF-Flat
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import faiss
 import numpy as np
@@ -27,16 +29,16 @@ import numpy as np
 from lvmcore.gate import baselines as base
 from lvmcore.gate.decision import GateMetrics
 from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.search.ivf import exact_search, index_search
+from lvmcore.search.exact import exact_search
+from lvmcore.search.ivf import index_search
 from lvmcore.gate.metrics import (
     CONTAIN_K,
     Retrieval,
     Separation,
     echo_rate,
     generalization_gap,
-    hit_agreement,
     hit_ranks,
-    l2_normalize,
+    ivf_exact_agreement,
     mean_cosine,
     offset_keys,
     offset_peak,
@@ -46,9 +48,11 @@ from lvmcore.gate.metrics import (
 )
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
+from lvmcore.sampling import sample_rows
+from lvmcore.vectors import l2_normalize
 
-PredictFn = Callable[[np.ndarray], np.ndarray]
-BankFn = Callable[[np.ndarray], np.ndarray]
+PredictFn = Callable[[np.ndarray], np.ndarray]  # contexts (M, C, D) -> predictions (M, D)
+BankFn = Callable[[np.ndarray], np.ndarray]  # payload vectors (N, D) -> the bank a two-tower model's predictions are searched in
 IVF_SETS = ("model", "oracle")  # the query sets whose IVF figures a gate reads: IVF search is memory-bound, ~1.8 ms a query at seed scale
 RIDGE_MAX_WINDOWS = 20_000  # X^T X at C*D = 3,840 features: ~300 GFLOP, under a minute on 2 cores
 HIST_BINS = np.linspace(-1.0, 1.0, 81)
@@ -140,7 +144,9 @@ class GateEvaluation:
 
 
 @dataclass
-class _QuerySet:
+class QuerySet:
+    """One set of queries with what a hit means for it."""
+
     name: str
     queries: np.ndarray  # (M, D)
     targets: np.ndarray  # (M, D), in the bank's space
@@ -149,14 +155,123 @@ class _QuerySet:
     encoded_bank: bool  # search bank_fn(payload) instead of the payload
 
 
-def sample_rows(count: int, size: int, seed: int) -> np.ndarray:
-    """A sorted seeded sample of min(size, count) row indices."""
-    if count <= size:
-        return np.arange(count, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False)).astype(np.int64)
+@dataclass
+class Found:
+    """What the one search returned for a query set: exact top-50 scores and rows, IVF top-50 rows if searched."""
+
+    scores: np.ndarray  # (M, 50)
+    rows: np.ndarray  # (M, 50)
+    ivf_rows: np.ndarray | None = None  # (M, 50)
 
 
-def _offset_sweep(payload: Payload, preds: np.ndarray, last_keys: np.ndarray, context_length: int, bank_fn: BankFn | None) -> dict[int, float]:
+# --------------------------------------------------------------------------- step 1: predict
+
+
+@dataclass
+class Predictions:
+    """Every query set of one evaluation, and what building them measured."""
+
+    sets: list[QuerySet]
+    baseline_names: list[str]
+    ridge_alpha: float | None
+    seconds: dict[str, float]
+
+
+def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, ridge_windows: int, seed: int) -> Predictions:
+    """The model's predictions on the eval set, the context-only baselines, the oracle, and the model on training windows."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    contexts, targets = eval_set.contexts, eval_set.targets
+    model_preds = np.asarray(predict_fn(contexts), dtype=np.float32)  # (M, D)
+    seconds["predict_eval"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
+    ridge_alpha = None
+    train_rows = None
+    if training_data is not None and training_data.count > 0:
+        ridge = base.fit_ridge(training_data.batch, sample_rows(training_data.count, ridge_windows, seed))
+        ridge_alpha = ridge.alpha
+        baseline_preds["ridge"] = ridge(contexts)
+        train_rows = sample_rows(training_data.count, train_sample, seed + 1)
+    seconds["baselines"] = time.perf_counter() - clock
+
+    bank_targets = targets if bank_fn is None else bank_fn(targets)
+    sets = [QuerySet(name, preds, targets, eval_set.truth_keys, eval_set.context_keys, False) for name, preds in baseline_preds.items()]
+    sets.append(QuerySet("oracle", l2_normalize(targets), targets, eval_set.truth_keys, eval_set.context_keys, False))
+    sets.append(QuerySet("model", model_preds, bank_targets, eval_set.truth_keys, eval_set.context_keys, bank_fn is not None))
+    if train_rows is not None:
+        clock = time.perf_counter()
+        train_contexts, train_targets = training_data.batch(train_rows)
+        train_preds = np.asarray(predict_fn(train_contexts), dtype=np.float32)
+        seconds["predict_train"] = time.perf_counter() - clock
+        sets.append(QuerySet("train", train_preds, train_targets if bank_fn is None else bank_fn(train_targets), training_data.truth_keys[train_rows], training_data.context_keys[train_rows], bank_fn is not None))
+    return Predictions(sets, list(baseline_preds), ridge_alpha, seconds)
+
+
+# --------------------------------------------------------------------------- step 2: search once
+
+
+def per_set(group: list[QuerySet], *arrays: np.ndarray) -> Iterator[tuple]:
+    """Each set's name and its slice of arrays stacked in `group` order."""
+    start = 0
+    for s in group:
+        yield s.name, *(array[start : start + len(s.queries)] for array in arrays)
+        start += len(s.queries)
+
+
+def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index | None, nprobe: int | None, bank_fn: BankFn | None, seconds: dict[str, float]) -> tuple[dict[str, Found], dict[str, int]]:
+    """ONE exact pass over the payload for every raw-bank set, ONE IVF search for the sets in IVF_SETS,
+    and one streamed pass over the encoded bank for a two-tower model's sets. Returns each set's
+    `Found` and what was searched (queries per pass, the bank's shape: what a speed floor needs)."""
+    raw = [s for s in sets if not s.encoded_bank]
+    encoded = [s for s in sets if s.encoded_bank]
+    clock = time.perf_counter()
+    raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
+    scores, rows = exact_search(payload.vectors, raw_queries, CONTAIN_K)
+    seconds["exact_search"] = time.perf_counter() - clock
+    searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
+    found = {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
+    ivf_group = [s for s in raw if s.name in IVF_SETS]
+    if ivf_index is not None and ivf_group:
+        clock = time.perf_counter()
+        _, ivf_rows = index_search(ivf_index, np.concatenate([s.queries for s in ivf_group]).astype(np.float32), CONTAIN_K, nprobe)
+        seconds["ivf_search"] = time.perf_counter() - clock
+        searched["ivf_queries"] = len(ivf_rows)
+        for name, set_ivf in per_set(ivf_group, ivf_rows):
+            found[name].ivf_rows = set_ivf
+    if encoded:
+        clock = time.perf_counter()
+        encoded_queries = np.concatenate([s.queries for s in encoded])
+        searched["encoded_queries"] = len(encoded_queries)
+        scores, rows = exact_search(payload.vectors, encoded_queries, CONTAIN_K, transform=bank_fn)
+        seconds["encoded_exact_search"] = time.perf_counter() - clock
+        found |= {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(encoded, scores, rows)}
+    return found, searched
+
+
+# --------------------------------------------------------------------------- step 3: metrics
+
+
+def measure(s: QuerySet, found: Found, payload_keys: np.ndarray) -> QuerySetResult:
+    """One query set's figures from its result lists; first-hit ranks are computed once per list."""
+    exact_ranks = hit_ranks(found.rows, payload_keys, s.truth_keys)
+    ivf_ranks = None if found.ivf_rows is None else hit_ranks(found.ivf_rows, payload_keys, s.truth_keys)
+    return QuerySetResult(
+        name=s.name,
+        exact=retrieval(found.rows, payload_keys, s.truth_keys, ranks=exact_ranks),
+        ivf=None if found.ivf_rows is None else retrieval(found.ivf_rows, payload_keys, s.truth_keys, ranks=ivf_ranks),
+        cosine=mean_cosine(s.queries, s.targets),
+        echo=None if s.context_keys is None else echo_rate(found.rows[:, 0], payload_keys, s.context_keys),
+        ivf_agreement=None if ivf_ranks is None else ivf_exact_agreement(ivf_ranks, exact_ranks),
+        exact_ranks=exact_ranks,
+        ivf_ranks=ivf_ranks,
+        top_rows=found.rows,
+        top_scores=found.scores,
+    )
+
+
+def offset_sweep(payload: Payload, preds: np.ndarray, last_keys: np.ndarray, context_length: int, bank_fn: BankFn | None) -> dict[int, float]:
     """Mean cos(pred, chunk at offset k from the last context position), over rows where that chunk exists."""
     preds = l2_normalize(preds)
     sweep: dict[int, float] = {}
@@ -172,9 +287,19 @@ def _offset_sweep(payload: Payload, preds: np.ndarray, last_keys: np.ndarray, co
     return sweep
 
 
-def _examples(payload: Payload, eval_set: EvalSet, result: QuerySetResult, seed: int) -> list[dict[str, Any]]:
+# --------------------------------------------------------------------------- step 4: report data
+
+
+def cosine_histograms(preds: np.ndarray, targets: np.ndarray) -> tuple[list[int], list[int]]:
+    """Histograms (HIST_BINS) of cos(pred, own target) and cos(pred, the previous row's target)."""
+    preds, targets = l2_normalize(preds), l2_normalize(targets)
+    pos = np.einsum("md,md->m", preds, targets)
+    neg = np.einsum("md,md->m", preds, np.roll(targets, 1, axis=0))
+    return np.histogram(pos, HIST_BINS)[0].tolist(), np.histogram(neg, HIST_BINS)[0].tolist()
+
+
+def examples(payload: Payload, eval_set: EvalSet, result: QuerySetResult, seed: int) -> list[dict[str, Any]]:
     """A few eval rows with their context, truth and the model's top 5, with texts when the payload has them."""
-    rows = sample_rows(eval_set.count, EXAMPLE_ROWS, seed)
 
     def text(key: np.ndarray) -> str | None:
         if payload.texts is None:
@@ -183,7 +308,7 @@ def _examples(payload: Payload, eval_set: EvalSet, result: QuerySetResult, seed:
         return None if row < 0 else payload.texts[row][:TEXT_CHARS]
 
     out = []
-    for row in rows:
+    for row in sample_rows(eval_set.count, EXAMPLE_ROWS, seed):
         truth = eval_set.truth_keys[row]
         context = [] if eval_set.context_keys is None else [[int(a), int(c)] for a, c in eval_set.context_keys[row]]
         retrieved = []
@@ -222,110 +347,36 @@ def evaluate(
     bank_fn: the two-tower payload encoder (None: one tower, the bank is the payload itself).
     training_data: needed for the ridge baseline and the generalization gap (both skipped without it).
     """
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    contexts, targets = eval_set.contexts, eval_set.targets
-    model_preds = np.asarray(predict_fn(contexts), dtype=np.float32)  # (M, D)
-    seconds["predict_eval"] = time.perf_counter() - clock
+    predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed)  # step 1
+    seconds = predicted.seconds
+    found, searched = search_once(predicted.sets, payload, ivf_index, nprobe, bank_fn, seconds)  # step 2
 
-    clock = time.perf_counter()
-    baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
-    ridge_alpha = None
-    train_rows = None
-    if training_data is not None and training_data.count > 0:
-        ridge_rows = sample_rows(training_data.count, ridge_windows, seed)
-        ridge = base.fit_ridge(training_data.batch, ridge_rows)
-        ridge_alpha = ridge.alpha
-        baseline_preds["ridge"] = ridge(contexts)
-        train_rows = sample_rows(training_data.count, train_sample, seed + 1)
-    seconds["baselines"] = time.perf_counter() - clock
-
-    bank_targets = targets if bank_fn is None else bank_fn(targets)
-    sets = [_QuerySet(name, preds, targets, eval_set.truth_keys, eval_set.context_keys, False) for name, preds in baseline_preds.items()]
-    sets.append(_QuerySet("oracle", l2_normalize(targets), targets, eval_set.truth_keys, eval_set.context_keys, False))
-    sets.append(_QuerySet("model", model_preds, bank_targets, eval_set.truth_keys, eval_set.context_keys, bank_fn is not None))
-    if train_rows is not None:
-        clock = time.perf_counter()
-        train_contexts, train_targets = training_data.batch(train_rows)
-        train_preds = np.asarray(predict_fn(train_contexts), dtype=np.float32)
-        seconds["predict_train"] = time.perf_counter() - clock
-        sets.append(_QuerySet("train", train_preds, train_targets if bank_fn is None else bank_fn(train_targets), training_data.truth_keys[train_rows], training_data.context_keys[train_rows], bank_fn is not None))
-
-    raw = [s for s in sets if not s.encoded_bank]
-    encoded = [s for s in sets if s.encoded_bank]
-    exact_found: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (scores, rows) of the exact pass
-    ivf_found: dict[str, np.ndarray] = {}  # name -> rows of the IVF search
-
-    def per_set(group: list[_QuerySet], *arrays: np.ndarray):
-        """Each set's name and its slice of arrays stacked in `group` order."""
-        start = 0
-        for s in group:
-            yield s.name, *(array[start : start + len(s.queries)] for array in arrays)
-            start += len(s.queries)
-
-    clock = time.perf_counter()
-    raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
-    scores, rows = exact_search(payload.vectors, raw_queries, CONTAIN_K)  # ONE exact pass
-    seconds["exact_search"] = time.perf_counter() - clock
-    searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
-    exact_found |= {name: (set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
-    ivf_group = [s for s in raw if s.name in IVF_SETS]
-    if ivf_index is not None and ivf_group:
-        clock = time.perf_counter()
-        _, ivf_rows = index_search(ivf_index, np.concatenate([s.queries for s in ivf_group]).astype(np.float32), CONTAIN_K, nprobe)  # ONE IVF search
-        seconds["ivf_search"] = time.perf_counter() - clock
-        searched["ivf_queries"] = len(ivf_rows)
-        ivf_found |= dict(per_set(ivf_group, ivf_rows))
-    if encoded:
-        clock = time.perf_counter()
-        encoded_queries = np.concatenate([s.queries for s in encoded])
-        searched["encoded_queries"] = len(encoded_queries)
-        scores, rows = exact_search(payload.vectors, encoded_queries, CONTAIN_K, transform=bank_fn)
-        seconds["encoded_exact_search"] = time.perf_counter() - clock
-        exact_found |= {name: (set_scores, set_rows) for name, set_scores, set_rows in per_set(encoded, scores, rows)}
-
-    results: dict[str, QuerySetResult] = {}
-    for s in sets:
-        (set_scores, set_rows), set_ivf = exact_found[s.name], ivf_found.get(s.name)
-        exact_ranks = hit_ranks(set_rows, payload.keys, s.truth_keys)
-        ivf_ranks = None if set_ivf is None else hit_ranks(set_ivf, payload.keys, s.truth_keys)
-        results[s.name] = QuerySetResult(
-            name=s.name,
-            exact=retrieval(set_rows, payload.keys, s.truth_keys),
-            ivf=None if set_ivf is None else retrieval(set_ivf, payload.keys, s.truth_keys),
-            cosine=mean_cosine(s.queries, s.targets),
-            echo=None if s.context_keys is None else echo_rate(set_rows[:, 0], payload.keys, s.context_keys),
-            ivf_agreement=None if ivf_ranks is None else hit_agreement(ivf_ranks, exact_ranks),
-            exact_ranks=exact_ranks,
-            ivf_ranks=ivf_ranks,
-            top_rows=set_rows,
-            top_scores=set_scores,
-        )
-
-    clock = time.perf_counter()
-    sep = separation(model_preds, bank_targets, seed=seed)
-    pos = np.einsum("md,md->m", l2_normalize(model_preds), l2_normalize(bank_targets))
-    neg = np.einsum("md,md->m", l2_normalize(model_preds), l2_normalize(np.roll(bank_targets, 1, axis=0)))
+    clock = time.perf_counter()  # step 3
+    results = {s.name: measure(s, found[s.name], payload.keys) for s in predicted.sets}
+    model_set = next(s for s in predicted.sets if s.name == "model")
+    sep = separation(model_set.queries, model_set.targets, seed=seed)
     sweep = sweep_copy = {}
     if eval_set.context_keys is not None:
         last = eval_set.context_keys[:, -1, :]
-        sweep = _offset_sweep(payload, model_preds, last, eval_set.context_length, bank_fn)
-        sweep_copy = _offset_sweep(payload, baseline_preds["copy_last"], last, eval_set.context_length, None)
+        sweep = offset_sweep(payload, model_set.queries, last, eval_set.context_length, bank_fn)
+        copy_last = next(s for s in predicted.sets if s.name == "copy_last")
+        sweep_copy = offset_sweep(payload, copy_last.queries, last, eval_set.context_length, None)
+    pos_hist, neg_hist = cosine_histograms(model_set.queries, model_set.targets)  # step 4
     seconds["metrics"] = time.perf_counter() - clock
 
     return GateEvaluation(
         model=results["model"],
-        baselines={name: results[name] for name in baseline_preds},
+        baselines={name: results[name] for name in predicted.baseline_names},
         oracle=results["oracle"],
         train=results.get("train"),
         separation=sep,
-        pos_hist=np.histogram(pos, HIST_BINS)[0].tolist(),
-        neg_hist=np.histogram(neg, HIST_BINS)[0].tolist(),
+        pos_hist=pos_hist,
+        neg_hist=neg_hist,
         offset_sweep=sweep,
         offset_sweep_copy_last=sweep_copy,
-        ridge_alpha=ridge_alpha,
+        ridge_alpha=predicted.ridge_alpha,
         nprobe=nprobe,
-        examples=_examples(payload, eval_set, results["model"], seed),
+        examples=examples(payload, eval_set, results["model"], seed),
         seconds=seconds,
         searched=searched,
     )

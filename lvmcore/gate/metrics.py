@@ -11,19 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lvmcore.keys import pack_keys
+from lvmcore.keys import pack_keys, shift_keys
+from lvmcore.vectors import l2_normalize
 from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
 
 RECALL_KS = (1, 5, 10, 50)
 CONTAIN_K = 50
 MAX_NEGATIVE_PAIRS = 4_000_000  # above this many (i, j != i) pairs, AUC uses a seeded sample of negatives
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """Unit rows; an all-zero row stays zero (no NaN)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 # --------------------------------------------------------------------------- separation
@@ -133,11 +127,14 @@ def hit_ranks(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: 
     return first_hit_rank(key_hits(retrieved_rows, payload_keys, truth_keys))
 
 
-def retrieval(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: np.ndarray) -> Retrieval:
-    """R@1/5/10/50, MRR@50, Contain@50 and Article@50 from (M, K>=50) retrieved payload rows."""
+def retrieval(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: np.ndarray, ranks: np.ndarray | None = None) -> Retrieval:
+    """R@1/5/10/50, MRR@50, Contain@50 and Article@50 from (M, K>=50) retrieved payload rows.
+
+    ranks: the rows' `hit_ranks`, when the caller has them already (they are not computed twice).
+    """
     retrieved_rows = np.asarray(retrieved_rows)[:, :CONTAIN_K]
     truth_keys = np.asarray(truth_keys, dtype=np.int64)
-    ranks = hit_ranks(retrieved_rows, payload_keys, truth_keys)
+    ranks = hit_ranks(retrieved_rows, payload_keys, truth_keys) if ranks is None else np.asarray(ranks)
     valid = retrieved_rows >= 0
     articles = np.asarray(payload_keys)[np.where(valid, retrieved_rows, 0), 0]  # (M, K)
     article_hit = (valid & (articles == truth_keys[:, :1])).any(axis=1)
@@ -155,7 +152,7 @@ def retrieval(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: 
     )
 
 
-def hit_agreement(ranks_index: np.ndarray, ranks_exact: np.ndarray) -> float | None:
+def ivf_exact_agreement(ranks_index: np.ndarray, ranks_exact: np.ndarray) -> float | None:
     """Of the queries exact search finds in its top 50, the fraction the index also finds in its top 50.
 
     None when exact search finds nothing (nothing to agree on). A value well below 1 is an index
@@ -192,10 +189,7 @@ def offset_range(context_length: int, ahead: int = 3) -> list[int]:
 
 def offset_keys(last_keys: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """Keys (article, chunk + offset) of each row's last context key, and a mask of those >= 0."""
-    keys = np.asarray(last_keys, dtype=np.int64).copy()
-    keys[:, 1] += offset
-    valid = keys[:, 1] >= 0
-    return np.where(valid[:, None], keys, 0), valid
+    return shift_keys(last_keys, 1, offset)
 
 
 def offset_peak(sweep: dict[int, float]) -> int | None:

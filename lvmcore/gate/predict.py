@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lvmcore.gate.evaluate import BankFn, PredictFn
+
 
 def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
@@ -45,3 +47,18 @@ def encode_bank(model: nn.Module, vectors: np.ndarray, batch_size: int = 4096) -
             batch = torch.from_numpy(np.array(vectors[start : start + batch_size], dtype=np.float32)).to(device)  # (b, D)
             out[start : start + len(batch)] = model.encode_bank(batch).float().cpu().numpy()  # (b, D)
     return out
+
+
+def predictor(model: nn.Module, batch_size: int = 1024) -> tuple[PredictFn, BankFn | None]:
+    """The functions `lvmcore.gate.evaluate` takes: predict_fn, and bank_fn for a two-tower model (else None)."""
+
+    def predict_fn(contexts: np.ndarray) -> np.ndarray:
+        return predict(model, contexts, batch_size=batch_size)
+
+    if int(getattr(model, "tower_count", 1)) != 2:
+        return predict_fn, None
+
+    def bank_fn(vectors: np.ndarray) -> np.ndarray:
+        return encode_bank(model, vectors, batch_size=batch_size)
+
+    return predict_fn, bank_fn

@@ -3,6 +3,17 @@
 A model reads C context vectors (B, C, D) and predicts the next chunk's vector (B, D), L2-normalised,
 for an inner-product search over the payload bank. A one-tower model searches the bank as it is;
 a two-tower model first encodes the bank with its payload tower (`encode_bank`).
+
+Residual head (`config.residual`): every model can predict
+
+    prediction = normalize(x_C + f(x_1..x_C))
+
+where x_C is the last context vector and f is the network, whose output layer starts at zero, so
+an untrained residual model is exactly copy-last and training learns the step from the last chunk
+to the next one (on the embedded bank copy-last alone retrieves 39.9% at R@5; a non-residual
+mamba-xs after 2 epochs retrieved 6.9%). Without it, prediction = normalize(f(x_1..x_C)). The field
+defaults to False, so a stored config written before the field existed loads as the model it was;
+`python -m train` builds residual models unless told `--no-residual`.
 """
 
 from __future__ import annotations
@@ -34,6 +45,20 @@ class ModelConfig:
 def l2_normalise(vectors: Tensor) -> Tensor:
     """Unit rows in float32, whatever the autocast dtype: (..., D) -> (..., D)."""
     return F.normalize(vectors.float(), p=2.0, dim=-1)
+
+
+def output_head(contexts: Tensor, output: Tensor, residual: bool) -> Tensor:
+    """The unit prediction from the network's output (B, D): normalize(x_C + output) or normalize(output)."""
+    if residual:
+        output = contexts[:, -1].float() + output.float()  # (B, D): the step from the last context vector
+    return l2_normalise(output)  # (B, D)
+
+
+def zero_output_layer(layer: nn.Linear) -> None:
+    """Start a residual head's output layer at zero, so the untrained model is exactly copy-last."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class LatentVectorModel(nn.Module):

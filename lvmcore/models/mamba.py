@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise
+from lvmcore.models.base import LatentVectorModel, ModelConfig, output_head, zero_output_layer
 from lvmcore.models.scan import selective_scan
 
 
@@ -58,6 +58,7 @@ class MambaConfig(ModelConfig):
     dt_init_floor: float = 1e-4
     norm_eps: float = 1e-5
     use_cuda_kernel: bool = True  # use mamba_ssm's selective_scan_fn on CUDA tensors when it imports
+    residual: bool = False  # predict normalize(x_C + f(context)), output_proj starting at zero (base.py)
     d_inner: int = field(init=False)  # E = expand * d_model
 
     def __post_init__(self) -> None:
@@ -143,7 +144,10 @@ class ResidualBlock(nn.Module):
 
 
 class MambaLVM(LatentVectorModel):
-    """Contexts (B, C, D) -> next-vector prediction (B, D), read at the last position, unit norm."""
+    """Contexts (B, C, D) -> next-vector prediction (B, D), read at the last position, unit norm.
+
+    With `config.residual` the prediction is normalize(x_C + output_proj(...)), output_proj zero at init.
+    """
 
     def __init__(self, config: MambaConfig) -> None:
         super().__init__(config)
@@ -154,10 +158,12 @@ class MambaLVM(LatentVectorModel):
         for layer in self.layers:  # GPT-2 / mamba_ssm rescaling of the residual branch outputs
             with torch.no_grad():
                 layer.mixer.out_proj.weight.div_(math.sqrt(config.n_layers))
+        if config.residual:
+            zero_output_layer(self.output_proj)
 
     def forward(self, contexts: Tensor) -> Tensor:
         h = self.input_proj(contexts)  # (B, C, d_model)
         for layer in self.layers:
             h = layer(h)  # (B, C, d_model)
         last = self.norm_f(h[:, -1])  # (B, d_model): the prediction is the last position
-        return l2_normalise(self.output_proj(last))  # (B, D)
+        return output_head(contexts, self.output_proj(last), self.config.residual)  # (B, D)

@@ -7,19 +7,24 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_recurrent
+from lvmcore.models.base import LatentVectorModel, ModelConfig, output_head, run_recurrent, zero_output_layer
 
 
-def recurrent_stack(cell: type[nn.RNNBase], dim: int, hidden: int, n_layers: int, dropout: float) -> tuple[nn.RNNBase, nn.Linear]:
-    """A batch-first recurrent stack over D-dim vectors and its hidden->D output projection."""
+def recurrent_stack(
+    cell: type[nn.RNNBase], dim: int, hidden: int, n_layers: int, dropout: float, residual: bool = False
+) -> tuple[nn.RNNBase, nn.Linear]:
+    """A batch-first recurrent stack over D-dim vectors and its hidden->D output projection (zero for a residual head)."""
     rnn = cell(dim, hidden, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
-    return rnn, nn.Linear(hidden, dim)
+    output_proj = nn.Linear(hidden, dim)
+    if residual:
+        zero_output_layer(output_proj)
+    return rnn, output_proj
 
 
-def predict_from_last_state(rnn: nn.RNNBase, output_proj: nn.Linear, contexts: Tensor) -> Tensor:
-    """Contexts (B, C, D) -> last position's hidden state -> projection -> unit (B, D)."""
+def predict_from_last_state(rnn: nn.RNNBase, output_proj: nn.Linear, contexts: Tensor, residual: bool = False) -> Tensor:
+    """Contexts (B, C, D) -> last position's hidden state -> projection [+ x_C] -> unit (B, D)."""
     outputs = run_recurrent(rnn, contexts)  # (B, C, hidden)
-    return l2_normalise(output_proj(outputs[:, -1]))  # (B, D)
+    return output_head(contexts, output_proj(outputs[:, -1]), residual)  # (B, D)
 
 
 @dataclass
@@ -28,6 +33,7 @@ class RecurrentConfig(ModelConfig):
     hidden: int = 512
     n_layers: int = 2
     dropout: float = 0.1  # between stacked layers
+    residual: bool = False  # predict normalize(x_C + f(context)), output_proj starting at zero (base.py)
 
 
 @dataclass
@@ -41,12 +47,12 @@ class GRUConfig(RecurrentConfig):
 
 
 class RecurrentLVM(LatentVectorModel):
-    """Contexts (B, C, D) -> recurrent stack -> last hidden state -> linear -> unit (B, D)."""
+    """Contexts (B, C, D) -> recurrent stack -> last hidden state -> linear [+ x_C] -> unit (B, D)."""
 
     def __init__(self, config: RecurrentConfig) -> None:
         super().__init__(config)
         cell = nn.GRU if config.kind == "gru" else nn.LSTM
-        self.rnn, self.output_proj = recurrent_stack(cell, config.dim, config.hidden, config.n_layers, config.dropout)
+        self.rnn, self.output_proj = recurrent_stack(cell, config.dim, config.hidden, config.n_layers, config.dropout, config.residual)
 
     def forward(self, contexts: Tensor) -> Tensor:
-        return predict_from_last_state(self.rnn, self.output_proj, contexts)  # (B, D)
+        return predict_from_last_state(self.rnn, self.output_proj, contexts, self.config.residual)  # (B, D)

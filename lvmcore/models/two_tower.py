@@ -3,7 +3,9 @@
 Retrieval is inner product between query(context) and payload(chunk vector), both unit norm, so
 the bank is searched through `encode_bank`, not as stored. The payload tower is a residual MLP,
 v + W2 gelu(W1 LayerNorm(v)), which starts near the identity, so an untrained two-tower model
-searches roughly the stored bank. The query tower is a GRU stack, like `RecurrentLVM`.
+searches roughly the stored bank. The query tower is a GRU stack, like `RecurrentLVM`; with
+`config.residual` it predicts normalize(x_C + f(context)) with f's output layer at zero, so an
+untrained residual two-tower model is exactly copy-last searched in the stored bank.
 """
 
 from __future__ import annotations
@@ -27,17 +29,21 @@ class TwoTowerConfig(ModelConfig):
     query_layers: int = 2
     payload_hidden: int = 1536
     dropout: float = 0.1
+    residual: bool = False  # query tower predicts normalize(x_C + f(context)), output_proj starting at zero
 
 
 class QueryTower(nn.Module):
-    """Contexts (B, C, D) -> GRU stack -> last hidden -> linear -> unit (B, D)."""
+    """Contexts (B, C, D) -> GRU stack -> last hidden -> linear [+ x_C] -> unit (B, D)."""
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__()
-        self.rnn, self.output_proj = recurrent_stack(nn.GRU, config.dim, config.query_hidden, config.query_layers, config.dropout)
+        self.residual = config.residual
+        self.rnn, self.output_proj = recurrent_stack(
+            nn.GRU, config.dim, config.query_hidden, config.query_layers, config.dropout, config.residual
+        )
 
     def forward(self, contexts: Tensor) -> Tensor:
-        return predict_from_last_state(self.rnn, self.output_proj, contexts)  # (B, D)
+        return predict_from_last_state(self.rnn, self.output_proj, contexts, self.residual)  # (B, D)
 
 
 class PayloadTower(nn.Module):

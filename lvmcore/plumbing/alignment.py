@@ -7,18 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvmcore.artifacts.payload import Payload
+from lvmcore.keys import KEY_COLUMNS, shift_keys
+from lvmcore.vectors import cosine_rows
 
 ALIGNED_COSINE = 0.999  # the same text through the same encoder gives cos ~ 1; two random chunks ~ 0.1-0.2
 BLOCK = 4_096  # rows per alignment block: two float64 copies stay near 50 MiB at D=768
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of two (M, D) arrays; a zero row gives 0."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    dots = np.einsum("ij,ij->i", a, b)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
 @dataclass(frozen=True)
@@ -83,15 +76,11 @@ def shift_explanations(vectors: np.ndarray, keys: np.ndarray, payload: Payload, 
     result: dict[str, float] = {}
     if not bad.any():
         return result
-    for column, name in ((0, "article"), (1, "chunk")):
+    for column, name in KEY_COLUMNS:
         for shift in (-1, 1):
-            moved = keys[bad].copy()
-            moved[:, column] += shift
-            valid = (moved >= 0).all(axis=1)
-            matched = np.zeros(len(moved), dtype=bool)
-            if valid.any():
-                shifted = align_to_payload(vectors[bad][valid], moved[valid], payload)
-                matched[valid] = shifted.found & (np.nan_to_num(shifted.cosines, nan=-1.0) >= bound)
+            moved, valid = shift_keys(keys[bad], column, shift)
+            shifted = align_to_payload(vectors[bad], moved, payload)
+            matched = valid & shifted.found & (np.nan_to_num(shifted.cosines, nan=-1.0) >= bound)
             result[f"{name}{shift:+d}"] = float(matched.mean())
     return result
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from typing import Callable
 
-from lvmcore.search.ivf import exact_search
+from lvmcore.search.exact import exact_search
 from lvmcore.keys import key_overlap, value_overlap
 
 Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, rows)

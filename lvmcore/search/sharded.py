@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from lvmcore.search.ivf import IVFConfig, build_ivf, default_cache_dir, exact_search, index_search, pad_topk, read_or_build_ivf
+from lvmcore.search.exact import exact_search, pad_topk
+from lvmcore.search.ivf import DEFAULT_NPROBE, IVFBuild, build_ivf, default_cache_dir, index_search, read_or_build_ivf
 
 NO_ROW = -1
 
@@ -136,11 +137,11 @@ def sharded_exact_search(
     return gather_and_merge(scores, to_global_rows(rows, shard), k, group)
 
 
-def shard_ivf_path(cache_dir: Path, payload_hash: str, shard: Shard, config: IVFConfig) -> Path:
+def shard_ivf_path(cache_dir: Path, payload_hash: str, shard: Shard, config: IVFBuild) -> Path:
     return cache_dir / "index" / f"{payload_hash}-shard{shard.rank}of{shard.world_size}-{config.cache_name(shard.count)}.faiss"
 
 
-def shard_ivf(vectors: np.ndarray, shard: Shard, config: IVFConfig, payload_hash: str | None = None, cache_dir: Path | None = None):
+def shard_ivf(vectors: np.ndarray, shard: Shard, config: IVFBuild, payload_hash: str | None = None, cache_dir: Path | None = None):
     """An IVF-Flat index over this rank's shard; cached on disk when the payload's content hash is known."""
     if payload_hash is None:
         return build_ivf(vectors, config)
@@ -152,7 +153,8 @@ def sharded_ivf_search(
     payload_vectors: str | Path | np.ndarray,
     queries: np.ndarray,
     k: int,
-    config: IVFConfig = IVFConfig(),
+    config: IVFBuild = IVFBuild(),
+    nprobe: int = DEFAULT_NPROBE,
     group: dist.ProcessGroup | None = None,
     payload_hash: str | None = None,
     cache_dir: Path | None = None,
@@ -165,7 +167,7 @@ def sharded_ivf_search(
     vectors, shard, count = local_shard(payload_vectors, group)
     k = min(k, count)
     index = shard_ivf(vectors, shard, config, payload_hash, cache_dir)
-    scores, rows = index_search(index, queries, k, nprobe=config.nprobe)
+    scores, rows = index_search(index, queries, k, nprobe)
     return gather_and_merge(scores, to_global_rows(rows, shard), k, group)
 
 
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = eval_set.targets if args.queries == "targets" else eval_set.contexts[:, -1]
     if args.ivf:
         payload_hash = str(load_manifest(args.payload / "manifest.json").get("content_hash", "")) or None
-        scores, rows = sharded_ivf_search(args.payload, queries, args.k, IVFConfig(nlist=args.nlist, nprobe=args.nprobe), payload_hash=payload_hash)
+        scores, rows = sharded_ivf_search(args.payload, queries, args.k, IVFBuild(nlist=args.nlist), nprobe=args.nprobe, payload_hash=payload_hash)
     else:
         scores, rows = sharded_exact_search(args.payload, queries, args.k)
     rank, world_size = rank_and_world(None)

@@ -1,0 +1,142 @@
+"""`history.json`, the training record: one typed dataclass, read and written only here.
+
+Layout, version `"format": "lvm-history/1"` (a JSON object):
+    config   object: every setting of the run with the values its defaults resolved to
+             (batch_size, accumulation, world_size, effective_batch, lr, schedule, warmup_steps,
+             total_steps, model_config, ...); the training-record gates read `effective_batch`
+             (or batch_size x accumulation x world_size) and the schedule fields
+    epochs   list of objects, one per finished epoch, in order:
+             epoch (int >= 1), negatives_per_positive (int: negatives every positive saw),
+             lr_trace ([[optimizer step, lr], ...] for every step of the epoch), train_loss,
+             val_loss, val_cosine, val_r_at_1, val_r_at_5 (numbers), checkpoint (file name),
+             and any other keys (kept as they are, e.g. the gate outcome)
+The training loop (`train/loop.py`) writes it, the gate's fixtures and the report read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lvmcore.errors import ArtifactError
+from lvmcore.files import write_json_atomic
+
+HISTORY_FORMAT = "lvm-history/1"
+NUMBER_FIELDS = ("train_loss", "val_loss", "val_cosine", "val_r_at_1", "val_r_at_5")
+
+
+@dataclass
+class EpochRecord:
+    """One finished epoch: what the gates read is typed, everything else is kept in `extra`."""
+
+    epoch: int
+    negatives_per_positive: int | None = None
+    lr_trace: list[list[float]] = field(default_factory=list)  # [[step, lr], ...]
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_cosine: float | None = None
+    val_r_at_1: float | None = None
+    val_r_at_5: float | None = None
+    checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, path: Path | None, row: Any, position: int = 0) -> "EpochRecord":
+        where = f"epochs[{position}]"
+        if not isinstance(row, dict):
+            raise ArtifactError(path, f"{where} is a {type(row).__name__}, expected an object")
+        epoch = row.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise ArtifactError(path, f"{where} has epoch {epoch!r}, expected an integer >= 1")
+        negatives = row.get("negatives_per_positive")
+        if negatives is not None and (not isinstance(negatives, int) or isinstance(negatives, bool)):
+            raise ArtifactError(path, f"{where} has negatives_per_positive {negatives!r}, expected an integer")
+        trace = row.get("lr_trace", [])
+        if not isinstance(trace, list) or not all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in trace):
+            raise ArtifactError(path, f"{where} has an lr_trace that is not a list of [step, lr] pairs")
+        numbers = {}
+        for name in NUMBER_FIELDS:
+            value = row.get(name)
+            if value is not None and not _is_number(value):
+                raise ArtifactError(path, f"{where} has {name} {value!r}, expected a number")
+            numbers[name] = value
+        checkpoint = row.get("checkpoint")
+        known = {"epoch", "negatives_per_positive", "lr_trace", "checkpoint", *NUMBER_FIELDS}
+        return cls(
+            epoch=epoch,
+            negatives_per_positive=negatives,
+            lr_trace=[list(p) for p in trace],
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            extra={k: v for k, v in row.items() if k not in known},
+            **numbers,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        typed = {
+            "epoch": self.epoch,
+            **{name: getattr(self, name) for name in NUMBER_FIELDS},
+            "lr_trace": self.lr_trace,
+            "negatives_per_positive": self.negatives_per_positive,
+            "checkpoint": self.checkpoint,
+        }
+        return {**typed, **self.extra}
+
+
+@dataclass
+class TrainingHistory:
+    """The run's settings and one `EpochRecord` per finished epoch."""
+
+    config: dict[str, Any]
+    epochs: list[EpochRecord] = field(default_factory=list)
+    format: str = HISTORY_FORMAT
+
+    def up_to(self, epoch: int | None) -> list[EpochRecord]:
+        """The rows of epochs <= `epoch` (all rows for None): what a checkpoint of that epoch had seen."""
+        return [row for row in self.epochs if epoch is None or row.epoch <= epoch]
+
+    @property
+    def effective_batch(self) -> int:
+        """Windows behind one optimizer step over all processes: batch_size x accumulation x world_size."""
+        if "effective_batch" in self.config:
+            return int(self.config["effective_batch"])
+        return int(self.config["batch_size"]) * int(self.config.get("accumulation", 1)) * int(self.config.get("world_size", 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "config": self.config, "epochs": [row.to_dict() for row in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, path: Path | None, data: Any) -> "TrainingHistory":
+        if not isinstance(data, dict) or data.get("format") != HISTORY_FORMAT:
+            raise ArtifactError(path, f'is not a training history (expected "format": "{HISTORY_FORMAT}")')
+        config = data.get("config", {})
+        if not isinstance(config, dict):
+            raise ArtifactError(path, f"'config' is a {type(config).__name__}, expected an object")
+        epochs = data.get("epochs", [])
+        if not isinstance(epochs, list):
+            raise ArtifactError(path, f"'epochs' is a {type(epochs).__name__}, expected a list")
+        return cls(config=config, epochs=[EpochRecord.from_dict(path, row, i) for i, row in enumerate(epochs)])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_history(path: str | Path) -> TrainingHistory | None:
+    """The history at `path`, or None when there is no such file; a malformed one is one `ArtifactError` line."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(path, f"is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(path, f"is not valid JSON: {exc}") from None
+    return TrainingHistory.from_dict(path, data)
+
+
+def write_history(path: str | Path, history: TrainingHistory) -> Path:
+    """Write `history` atomically (temp file, fsync, rename): a crash leaves the old file or the new one."""
+    return write_json_atomic(path, history.to_dict())
