@@ -55,5 +55,14 @@ def test_a_missing_metric_is_an_error_not_a_zero() -> None:
     del fields["r_at_5"]
     with pytest.raises(TypeError, match="r_at_5"):
         GateMetrics(**fields)
-    with pytest.raises(AttributeError):
-        BASE.recall_5  # the key the public gate script read
+    # the report, reading recorded figures, says the metric is missing instead of deciding on a 0
+    from lvmcore.gate.report import decision_of
+
+    decision = decision_of({"subject": "epoch_001", "records": [{"check": "gate_figures", "details": {"metrics": fields}}]})
+    assert decision["action"] == "unknown" and "r_at_5" in decision["reason"], decision
+
+
+def test_nan_or_out_of_range_figures_are_named_before_any_decision() -> None:
+    assert BASE.invalid_figures() == []
+    broken = replace(BASE, r_at_5=float("nan"), delta=3.0, echo_rate=1.5)
+    assert broken.invalid_figures() == ["r_at_5 = nan", "echo_rate = 1.5", "delta = 3.0"]

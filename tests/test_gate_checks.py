@@ -24,8 +24,8 @@ import pytest
 import torch
 from torch import nn
 
-import lvmcore.artifacts.checkpoint as checkpoint_module
-from lvmcore.artifacts.checkpoint import Checkpoint, save_checkpoint
+import fixtures.gate as gate_plugin
+from lvmcore.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lvmcore.artifacts.evalset import write_eval_set
 from lvmcore.vectors import l2_normalize
 from lvmcore.artifacts.payload import write_payload
@@ -69,26 +69,15 @@ class CopyLast(nn.Module):
         return nn.functional.normalize(contexts[:, -1, :], dim=-1)  # (B, D)
 
 
-class RandomLinear(nn.Module):
-    tower_count = 1
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("weight", weight)
-
-    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(contexts.flatten(1) @ self.weight, dim=-1)  # (B, C*D) @ (C*D, D)
-
-
 def build_test_model(config: dict, state: dict) -> nn.Module:
     if config["model"] == "switched_rotation":
         return SwitchedRotation(state["r1"], state["r2"])
     if config["model"] == "copy_last":
         return CopyLast()
-    return RandomLinear(state["weight"])
+    raise ValueError(f"unknown test model {config['model']!r}")
 
 
-REAL_LOAD = checkpoint_module.load_checkpoint
+REAL_LOAD = load_checkpoint
 
 
 def load_with_test_kinds(path, expected_dim=None):
@@ -120,17 +109,12 @@ def write_checkpoint(path: Path, kind: str, state: dict, negatives: int = 31, go
     })
 
 
-def write_random_preset(path: Path, negatives: int) -> Path | None:
-    """A real preset with random weights, through the real checkpoint format and loader (None if no presets yet)."""
-    try:
-        from lvmcore.models import PRESETS, build_model
-    except ImportError:
-        return None
-    name = next((n for n in ("gru", "lstm", "mamba-xs") if n in PRESETS), None)
-    if name is None:
-        return None
+def write_random_preset(path: Path, negatives: int) -> Path:
+    """A real preset (gru) with random weights, through the real checkpoint format and loader."""
+    from lvmcore.models import PRESETS, build_model
+
     torch.manual_seed(0)
-    config = PRESETS[name](dim=DIM)
+    config = PRESETS["gru"](dim=DIM)
     model = build_model(config)
     return save_checkpoint(path, {
         "model_config": config.to_dict(), "model_state": model.state_dict(), "epoch": 1, "step": 10, "metrics": {},
@@ -162,14 +146,13 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_windows_spec(root / "train.json", np.arange(EVAL_ARTICLES, ARTICLES), CONTEXT, {**provenance, "split": "train"})
     # bad/ holds two bad models and a history with a per-epoch LR and the negatives of one micro-batch
     write_checkpoint(root / "bad" / "copy_last.pt", "copy_last", {}, negatives=15, good_history=False)
-    if write_random_preset(root / "bad" / "random.pt", negatives=15) is None:
-        write_checkpoint(root / "bad" / "random.pt", "random", {"weight": torch.from_numpy(rng.normal(size=(CONTEXT * DIM, DIM)).astype(np.float32))}, negatives=15, good_history=False)
+    write_random_preset(root / "bad" / "random.pt", negatives=15)
     return {"root": root, "good": write_checkpoint(root / "good" / "epoch_001.pt", "switched_rotation", {"r1": torch.from_numpy(r1), "r2": torch.from_numpy(r2)}), "bad": root / "bad"}
 
 
 def run_gate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bank: dict[str, Path], checkpoint: Path, *extra: str, eval_name: str = "eval.npz") -> tuple[pytest.RunResult, dict[str, dict]]:
     """Run `checks/ -m gate` on `checkpoint`; returns the run and each subject's report.json."""
-    monkeypatch.setattr(checkpoint_module, "load_checkpoint", load_with_test_kinds)
+    monkeypatch.setattr(gate_plugin, "load_checkpoint", load_with_test_kinds)  # the one name the gate plugin loads through
     root = bank["root"]
     reports = pytester.path / "reports"
     result = pytester.runpytest_inprocess(

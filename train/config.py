@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from fixtures import DEFAULT_DATA  # resolved from the installed package, not the working directory
-from lvmcore.training.loss import DEFAULT_TEMPERATURE
+from lvmcore.training.loss import LOSSES
+
+# The bank loss scores the whole training bank exactly up to this many columns; a larger bank is
+# sampled (DEFAULT_BANK_SAMPLE rows per step) unless --bank-negatives says otherwise.
+FULL_BANK_MAX_COLUMNS = 65_536
+DEFAULT_BANK_SAMPLE = 16_384
 
 
 # Settings that define the run: `--resume` refuses to continue a run whose stored values differ.
@@ -21,6 +26,9 @@ RUN_DEFINING = (
     "min_lr",
     "warmup_steps",
     "temperature",
+    "loss",
+    "bank_negatives",
+    "residual",
     "seed",
     "weight_decay",
     "grad_clip",
@@ -50,7 +58,10 @@ class TrainConfig:
     warmup_steps: int | None = None  # None: 5% of the optimizer steps (at least 1)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    temperature: float = DEFAULT_TEMPERATURE
+    temperature: float = 0.05  # chosen by bench/sweep_training.py (bench/SWEEP.md)
+    loss: str = "bank"  # "bank": masked InfoNCE over the training bank; "in_batch": over the effective batch
+    bank_negatives: int | None = None  # bank rows per step: 0 = the full bank; None = full up to FULL_BANK_MAX_COLUMNS, else DEFAULT_BANK_SAMPLE
+    residual: bool = True  # prediction = normalize(last context vector + f(context)), f's output layer zero at init
     bf16: bool = False
     seed: int = 0
     resume: bool = False
@@ -79,6 +90,12 @@ class TrainConfig:
                 problems.append(f"--{name.replace('_', '-')} is a probability, got {getattr(self, name)}")
         if self.hard_negatives < 0:
             problems.append(f"--hard-negatives must be >= 0, got {self.hard_negatives}")
+        if self.loss not in LOSSES:
+            problems.append(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "bank" and self.hard_negatives > 0:
+            problems.append("--hard-negatives is for --loss in_batch: the bank already holds every same-article chunk")
+        if self.bank_negatives is not None and self.bank_negatives < 0:
+            problems.append(f"--bank-negatives must be >= 0 (0: the full bank), got {self.bank_negatives}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -92,6 +109,14 @@ class TrainConfig:
 
     def resolved_warmup(self, total_steps: int) -> int:
         return max(1, round(0.05 * total_steps)) if self.warmup_steps is None else int(self.warmup_steps)
+
+    def resolved_bank_negatives(self, bank_rows: int) -> int | None:
+        """Sampled bank rows per step: 0 for the full bank, None for the in-batch loss."""
+        if self.loss != "bank":
+            return None
+        if self.bank_negatives is None:
+            return 0 if bank_rows <= FULL_BANK_MAX_COLUMNS else DEFAULT_BANK_SAMPLE
+        return int(self.bank_negatives)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=int, default=None, help="optimizer steps of linear warmup (default: 5%% of all steps)")
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm")
-    parser.add_argument("--temperature", type=float, default=d.temperature, help="InfoNCE temperature tau")
+    parser.add_argument("--temperature", type=float, default=d.temperature, help="InfoNCE temperature tau (default: %(default)s)")
+    parser.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=d.loss,
+        help="bank: masked InfoNCE over every training chunk (context chunks masked); in_batch: over the effective batch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bank-negatives",
+        type=int,
+        default=d.bank_negatives,
+        help=f"bank rows sampled per step for --loss bank; 0: the full bank (default: full up to {FULL_BANK_MAX_COLUMNS:,} rows, else {DEFAULT_BANK_SAMPLE:,})",
+    )
+    parser.add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        default=d.residual,
+        help="predict normalize(last context vector + f(context)), starting as copy-last (default: on)",
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the model's forward (loss stays float32)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

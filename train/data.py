@@ -1,8 +1,9 @@
-"""Training data for the loop: splits by document, the epoch's window order, augmentation, hard negatives.
+"""Training data for the loop: splits by document, the epoch's window order, augmentation, hard negatives,
+and the bank of payload chunks the bank loss scores against.
 
 Every random choice is drawn from a generator seeded by (seed, epoch, step, rank), never from a
 stream carried across steps, so a run resumed at step k draws exactly what an uninterrupted run
-draws at step k.
+draws at step k. The sampled bank's generator leaves out the rank: every rank scores the same bank.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lvmcore.blocks import take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import pack_keys
 from lvmcore.artifacts.payload import Payload, load_payload
@@ -86,6 +88,11 @@ def step_rng(seed: int, epoch: int, step_in_epoch: int, rank: int) -> np.random.
     return np.random.default_rng([seed, epoch, step_in_epoch, rank, 0xA06])
 
 
+def bank_sample_rng(seed: int, epoch: int, step_in_epoch: int) -> np.random.Generator:
+    """The generator for one step's sampled bank: no rank in the seed, so every rank draws the same rows."""
+    return np.random.default_rng([seed, epoch, step_in_epoch, 0xBA4C])
+
+
 def article_dropout(contexts: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
     """Blank the last k context positions (set them to zero) of each window with the given probability.
 
@@ -113,18 +120,25 @@ def span_corruption(contexts: np.ndarray, articles: np.ndarray, probability: flo
     Teaches the model to tolerate an off-topic chunk instead of trusting every position equally.
     A window whose batch holds no other document is left as it is. contexts (B, C, D), articles (B,).
     """
-    count, length, _ = contexts.shape
     out = np.array(contexts, copy=True)
+    for row, donor, position in span_corruption_swaps(articles, contexts.shape[1], probability, rng):
+        out[row, position] = contexts[donor, position]
+    return out
+
+
+def span_corruption_swaps(articles: np.ndarray, length: int, probability: float, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """The (row, donor row, position) swaps `span_corruption` makes, so the context KEYS can follow the vectors."""
+    swaps: list[tuple[int, int, int]] = []
     if probability <= 0:
-        return out
-    for row in np.flatnonzero(rng.random(count) < probability):
+        return swaps
+    for row in np.flatnonzero(rng.random(len(articles)) < probability):
         donors = np.flatnonzero(articles != articles[row])
         if donors.size == 0:
             continue
         donor = donors[rng.integers(donors.size)]
         position = rng.integers(length)
-        out[row, position] = contexts[donor, position]
-    return out
+        swaps.append((int(row), int(donor), int(position)))
+    return swaps
 
 
 class HardNegativeSampler:
@@ -165,6 +179,17 @@ class HardNegativeSampler:
         return vectors.reshape(len(truth_keys), k, self.payload.dim)
 
 
+@dataclass
+class Batch:
+    """One process's windows for one step, augmented, with the keys of what each context really holds."""
+
+    contexts: np.ndarray  # (B, C, D) float32
+    targets: np.ndarray  # (B, D) float32
+    negatives: np.ndarray | None  # (B, k, D) hard negatives, or None
+    context_keys: np.ndarray  # (B, C, 2) keys of the chunks in each context, after span corruption
+    truth_keys: np.ndarray  # (B, 2)
+
+
 def assemble_batch(
     data: TrainingData,
     rows: np.ndarray,
@@ -174,14 +199,74 @@ def assemble_batch(
     span_corruption_p: float = 0.0,
     hard_negatives: int = 0,
     sampler: HardNegativeSampler | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Contexts (B, C, D), targets (B, D) and hard negatives (B, k, D) or None for the given window rows."""
+) -> Batch:
+    """Contexts (B, C, D), targets (B, D), hard negatives (B, k, D) or None, and the keys, for the given window rows.
+
+    A context position swapped by span corruption takes its donor's key too, so the bank loss
+    masks the chunk the model really read. A position blanked by article dropout keeps its key.
+    """
     contexts, targets = data.batch(rows)
     articles = data.truth_keys[rows, 0]
-    contexts = span_corruption(contexts, articles, span_corruption_p, rng)
-    contexts = article_dropout(contexts, article_dropout_p, rng)
+    context_keys = np.array(data.context_keys[rows], copy=True)  # (B, C, 2)
+    swaps = span_corruption_swaps(articles, contexts.shape[1], span_corruption_p, rng)
+    corrupted = np.array(contexts, copy=True)
+    for row, donor, position in swaps:
+        corrupted[row, position] = contexts[donor, position]
+        context_keys[row, position] = data.context_keys[rows[donor], position]
+    contexts = article_dropout(corrupted, article_dropout_p, rng)
     negatives = None
     if hard_negatives > 0:
         assert sampler is not None
         negatives = sampler.sample(data.truth_keys[rows], hard_negatives, rng)
-    return np.ascontiguousarray(contexts, dtype=np.float32), np.ascontiguousarray(targets, dtype=np.float32), negatives
+    return Batch(
+        contexts=np.ascontiguousarray(contexts, dtype=np.float32),
+        targets=np.ascontiguousarray(targets, dtype=np.float32),
+        negatives=negatives,
+        context_keys=context_keys,
+        truth_keys=np.asarray(data.truth_keys[rows]),
+    )
+
+
+@dataclass
+class TrainingBank:
+    """The bank of the bank loss: every payload row of the training articles, as columns.
+
+    Validation and eval articles are never columns, so the loss never scores a held-out chunk.
+    """
+
+    payload: Payload
+    rows: np.ndarray  # (K,) int64 payload rows, ascending
+    codes: np.ndarray  # (K,) int64 packed key of each column
+    column_of_row: np.ndarray  # (N,) int64: the column of each payload row, -1 outside the bank
+    key_multiplicity: int  # the most columns one key holds (1 when payload keys are unique)
+
+    @classmethod
+    def of_articles(cls, payload: Payload, articles: np.ndarray) -> "TrainingBank":
+        rows = np.flatnonzero(np.isin(payload.keys[:, 0], articles)).astype(np.int64)
+        codes = pack_keys(payload.keys[rows])
+        column_of_row = np.full(payload.count, -1, dtype=np.int64)
+        column_of_row[rows] = np.arange(len(rows))
+        multiplicity = int(np.unique(codes, return_counts=True)[1].max()) if len(codes) else 0
+        return cls(payload, rows, codes, column_of_row, multiplicity)
+
+    @property
+    def size(self) -> int:
+        return int(len(self.rows))
+
+    def vectors(self, columns: np.ndarray | None = None) -> np.ndarray:
+        """Payload vectors (k, D) of the given columns (ascending), or of the whole bank."""
+        rows = self.rows if columns is None else self.rows[columns]
+        return np.ascontiguousarray(take_rows(self.payload.vectors, rows), dtype=np.float32)
+
+    def target_columns(self, data: TrainingData) -> np.ndarray:
+        """(W,) the column of each window's target row: the row it was read from, or (an .npz) its key's first row."""
+        rows = data.target_rows if data.target_rows is not None else self.payload.rows_of(data.truth_keys)
+        columns = np.where(rows >= 0, self.column_of_row[np.maximum(rows, 0)], -1)
+        if np.any(columns < 0):
+            first = data.truth_keys[int(np.flatnonzero(columns < 0)[0])]
+            raise ArtifactError(
+                data.path,
+                f"{int((columns < 0).sum())} window target(s) are not rows of the training articles in the payload "
+                f"(first key: ({int(first[0])}, {int(first[1])})); the bank loss needs every target in its bank",
+            )
+        return columns

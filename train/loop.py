@@ -1,7 +1,9 @@
 """The training loop: plain code from data to checkpoints, readable top to bottom.
 
 One optimizer step = one effective batch of batch_size x accumulation windows per process,
-scored by one InfoNCE against every target of every process (`lvmcore.training.loss`), the LR set by
+scored by one InfoNCE (`lvmcore.training.loss`): against every training chunk with the window's
+own context chunks masked (`--loss bank`, the default; or a sampled bank plus every process's
+targets), or against every target of every process (`--loss in_batch`), the LR set by
 `lr_at(step)` before the step (`lvmcore.training.schedule`), gradients averaged over processes, clipped,
 then AdamW. After each epoch: validation retrieval, `epoch_NNN.pt`, `last.pt`, `best.pt` (by
 validation R@5), the optional gate run, and `history.json`.
@@ -23,17 +25,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 from lvmcore.artifacts.checkpoint import read_checkpoint_dict, save_checkpoint
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history, write_history
 from lvmcore.errors import ArtifactError
-from lvmcore.training.loss import training_step
+from lvmcore.keys import pack_keys
+from lvmcore.training.loss import BankBatch, sample_bank_rows, training_step
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
 from train.config import RUN_DEFINING, TrainConfig
-from train.data import HardNegativeSampler, TrainingSplits, assemble_batch, epoch_order, load_splits, step_rng
+from train.data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
 from train.validation import validate
@@ -63,7 +67,9 @@ class EpochProgress:
     samples: int = 0
     seconds: float = 0.0
     lr_trace: list[list[float]] = field(default_factory=list)
-    negatives_per_positive: int | None = None
+    negatives_per_positive: int | None = None  # the fewest negatives any positive of the epoch saw
+    bank_size: int | None = None  # columns each positive was scored against (the fewest of the epoch)
+    masked_sum: float = 0.0  # sum over steps of the mean masked columns per positive
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,6 +81,15 @@ def steps_per_epoch(config: TrainConfig, windows: int, world_size: int) -> int:
     if config.max_steps_per_epoch > 0:
         steps = min(steps, config.max_steps_per_epoch)
     return steps
+
+
+def min_over_ranks(value: int, device: torch.device) -> int:
+    """The minimum of a Python int over ranks (the fewest negatives any rank's positive saw)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
 
 
 def rng_state() -> dict[str, Any]:
@@ -102,7 +117,7 @@ class Trainer:
         payload = self.splits.payload
         if config.preset not in PRESETS:
             raise ArtifactError(None, f"unknown preset {config.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
-        self.model_config = PRESETS[config.preset](dim=payload.dim)
+        self.model_config = PRESETS[config.preset](dim=payload.dim, residual=config.residual)
         self.model = build_model(self.model_config).to(self.device)
         broadcast_parameters(self.model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -119,6 +134,7 @@ class Trainer:
         )
         self.scheduler = WarmupCosine(self.optimizer, self.schedule)
         self.sampler = HardNegativeSampler(payload, self.splits.training_articles) if config.hard_negatives > 0 else None
+        self.setup_bank()
         self.provenance = {
             "embedder": payload.embedder,
             "dim": payload.dim,
@@ -131,7 +147,39 @@ class Trainer:
         self.history = TrainingHistory(config=self.history_config())
         self.progress = EpochProgress(epoch=0)
         self.best_r_at_5 = -1.0
-        self.step_negatives: int | None = None
+        self.step_negatives: int | None = None  # the running epoch's fewest negatives per positive
+        self.step_bank_size: int | None = None
+        self.step_masked: float | None = None  # the running epoch's mean masked columns per positive
+
+    def setup_bank(self) -> None:
+        """The bank loss's columns: every training-article row; the full bank's vectors go to the device once."""
+        config, world = self.config, self.dist.world_size
+        self.bank: TrainingBank | None = None
+        self.bank_negatives = config.resolved_bank_negatives(0)
+        self.bank_size = config.effective_batch * world * (1 + config.hard_negatives)  # in-batch columns
+        self.key_multiplicity = 1
+        if config.loss != "bank":
+            return
+        train = self.splits.train
+        self.bank = TrainingBank.of_articles(self.splits.payload, self.splits.training_articles)
+        self.window_target_columns = self.bank.target_columns(train)  # (W,)
+        windows_per_key = int(np.unique(pack_keys(train.truth_keys), return_counts=True)[1].max())
+        self.key_multiplicity = max(self.bank.key_multiplicity, windows_per_key)
+        self.bank_negatives = config.resolved_bank_negatives(self.bank.size)
+        self.bank_codes = torch.from_numpy(self.bank.codes).to(self.device)  # (K,)
+        if self.bank_negatives == 0:
+            self.bank_size = self.bank.size
+            self.bank_vectors = torch.from_numpy(self.bank.vectors()).to(self.device)  # (K, D)
+            return
+        batch_columns = config.effective_batch * world
+        room = self.bank.size - batch_columns * self.key_multiplicity
+        if self.bank_negatives > room:
+            raise ArtifactError(
+                config.train_data,
+                f"--bank-negatives {self.bank_negatives} leaves no room: the bank has {self.bank.size} training rows and "
+                f"{batch_columns} of them are the step's targets; ask for at most {max(room, 0)}, or 0 for the full bank",
+            )
+        self.bank_size = batch_columns + self.bank_negatives
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -144,6 +192,12 @@ class Trainer:
             "effective_batch": self.config.effective_batch * self.dist.world_size,
             "steps_per_epoch": self.steps_per_epoch,
             "model_config": self.model_config.to_dict(),
+            "loss": self.config.loss,
+            "bank_negatives": self.bank_negatives,  # None: in-batch; 0: the full bank; else rows sampled per step
+            "bank_size": self.bank_size,  # columns each positive is scored against
+            "bank_key_multiplicity": self.key_multiplicity,  # the most columns one key can hold in a step
+            "context_length": self.splits.train.context_length,
+            "residual": bool(getattr(self.model_config, "residual", False)),
             "training_windows": self.splits.train.count,
             "validation_windows": self.splits.validation.count,
             "device": str(self.device),
@@ -163,6 +217,11 @@ class Trainer:
             "training_articles": [int(a) for a in self.splits.training_articles],
             "validation_articles": [int(a) for a in self.splits.validation_articles],
             "negatives_per_positive": self.step_negatives,
+            "bank_size": self.step_bank_size,
+            "masked_per_positive": self.step_masked,
+            "loss": self.config.loss,
+            "bank_negatives": self.bank_negatives,
+            "residual": bool(getattr(self.model_config, "residual", False)),
             "train_config": self.history.config,
             "resume": {"progress": self.progress.to_dict(), "best_r_at_5": self.best_r_at_5},
         }
@@ -189,6 +248,7 @@ class Trainer:
         self.progress = EpochProgress(**resume["progress"])
         self.best_r_at_5 = float(resume["best_r_at_5"])
         self.step_negatives = state.get("negatives_per_positive")
+        self.step_bank_size, self.step_masked = state.get("bank_size"), state.get("masked_per_positive")
         stored_history = read_history(self.out / "history.json")
         if stored_history is not None:
             self.history.epochs = stored_history.up_to(self.progress.epoch)
@@ -200,13 +260,15 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def step_batch(self, order: np.ndarray, epoch: int, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """This rank's share of the step's global effective batch, augmented, as tensors on the device."""
+    def step_batch(
+        self, order: np.ndarray, epoch: int, step_in_epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, BankBatch | None]:
+        """This rank's share of the step's global effective batch, augmented, as tensors on the device, and its bank."""
         per_rank = self.config.effective_batch
         start = (step_in_epoch * self.dist.world_size + self.dist.rank) * per_rank
         rows = order[start : start + per_rank]
         rng = step_rng(self.config.seed, epoch, step_in_epoch, self.dist.rank)
-        contexts, targets, negatives = assemble_batch(
+        batch = assemble_batch(
             self.splits.train,
             rows,
             rng,
@@ -215,8 +277,18 @@ class Trainer:
             hard_negatives=self.config.hard_negatives,
             sampler=self.sampler,
         )
-        to = lambda a: None if a is None else torch.from_numpy(a).to(self.device)  # noqa: E731
-        return to(contexts), to(targets), to(negatives)
+        to = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        bank = None
+        if self.bank is not None:
+            codes = dict(context_codes=to(pack_keys(batch.context_keys)), target_codes=to(pack_keys(batch.truth_keys)))  # (B, C), (B,)
+            if self.bank_negatives == 0:
+                bank = BankBatch(self.bank_vectors, self.bank_codes, positive_columns=to(self.window_target_columns[rows]), **codes)
+            else:
+                step_rows = order[step_in_epoch * self.dist.world_size * per_rank :][: self.dist.world_size * per_rank]  # every rank's windows
+                excluded = pack_keys(self.splits.train.truth_keys[step_rows])  # the step's targets are columns already
+                sample = sample_bank_rows(self.bank.codes, excluded, int(self.bank_negatives), bank_sample_rng(self.config.seed, epoch, step_in_epoch))
+                bank = BankBatch(to(self.bank.vectors(sample)), to(self.bank.codes[sample]), **codes)
+        return to(batch.contexts), to(batch.targets), to(batch.negatives), bank
 
     def optimizer_step(self, order: np.ndarray, epoch: int, step_in_epoch: int) -> float:
         """One optimizer step; raises TrainingDiverged before touching the weights if the loss is not finite."""
@@ -224,7 +296,7 @@ class Trainer:
         if self.hooks.before_step:
             self.hooks.before_step(global_step, self.model)
         torch.manual_seed((self.config.seed * 1_000_003 + global_step * 7_919 + self.dist.rank) % 2**63)  # dropout masks of this step
-        contexts, targets, negatives = self.step_batch(order, epoch, step_in_epoch)  # (B, C, D), (B, D), (B, k, D)
+        contexts, targets, negatives, bank = self.step_batch(order, epoch, step_in_epoch)  # (B, C, D), (B, D), (B, k, D)
         self.optimizer.zero_grad(set_to_none=True)
         lr = self.scheduler.apply()
         result = training_step(
@@ -234,6 +306,7 @@ class Trainer:
             micro_batch_size=self.config.batch_size,
             temperature=self.config.temperature,
             hard_negatives=negatives,
+            bank=bank,
             gather=all_gather_rows,
             autocast=self.autocast,
         )
@@ -246,13 +319,16 @@ class Trainer:
             raise TrainingDiverged(self.diverged_message(global_step, f"gradient norm is {norm}"))
         self.optimizer.step()
         self.scheduler.advance()
-        self.step_negatives = result.negatives_per_positive
+        fewest = min_over_ranks(result.negatives_per_positive, self.device)
         p = self.progress
         p.loss_sum += loss
         p.steps += 1
         p.samples += result.positives * self.dist.world_size
         p.lr_trace.append([global_step, lr])
-        p.negatives_per_positive = result.negatives_per_positive
+        p.negatives_per_positive = fewest if p.negatives_per_positive is None else min(p.negatives_per_positive, fewest)
+        p.bank_size = result.bank_size if p.bank_size is None else min(p.bank_size, result.bank_size)
+        p.masked_sum += mean_over_ranks(result.masked_per_positive, self.device)
+        self.step_negatives, self.step_bank_size, self.step_masked = p.negatives_per_positive, p.bank_size, p.masked_sum / p.steps
         return loss
 
     def diverged_message(self, step: int, what: str) -> str:
@@ -318,7 +394,9 @@ class Trainer:
             "lr_trace": p.lr_trace,
             "seconds": p.seconds,
             "samples_per_s": p.samples / max(p.seconds, 1e-9),
-            "negatives_per_positive": p.negatives_per_positive,
+            "negatives_per_positive": p.negatives_per_positive,  # the fewest unmasked negatives any positive of the epoch saw
+            "bank_size": p.bank_size,  # columns scored per positive
+            "masked_per_positive": p.masked_sum / max(p.steps, 1),  # mean masked columns per positive
             "checkpoint": name,
         }
         # the next epoch's position goes into last.pt, so a resume after this point starts the next epoch

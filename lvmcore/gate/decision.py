@@ -49,6 +49,18 @@ class GateMetrics:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def invalid_figures(self) -> list[str]:
+        """Figures no decision may be read from: NaN, or outside their range (a share outside [0, 1],
+        a delta outside [-2, 2]). NaN predictions or a broken metric show here first."""
+        problems = []
+        for name in ("r_at_5", "r_at_1", "ivf_r_at_5", "ivf_agreement", "best_baseline_r_at_5", "copy_last_r_at_5", "echo_rate"):
+            value = getattr(self, name)
+            if value is not None and not (0.0 <= value <= 1.0):  # NaN fails both comparisons
+                problems.append(f"{name} = {value}")
+        if not (-2.0 <= self.delta <= 2.0):
+            problems.append(f"delta = {self.delta}")
+        return problems
+
 
 @dataclass(frozen=True)
 class Decision:

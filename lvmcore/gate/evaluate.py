@@ -20,7 +20,7 @@ encoded copy of the bank is kept), and have no IVF figures (the cached IVF index
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import faiss
@@ -28,6 +28,7 @@ import numpy as np
 
 from lvmcore.gate import baselines as base
 from lvmcore.gate.decision import GateMetrics
+from lvmcore.gate.report import GateFigures
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.exact import exact_search
 from lvmcore.search.ivf import index_search
@@ -126,6 +127,30 @@ class GateEvaluation:
         if self.train is None:
             return None
         return generalization_gap(self.train.exact, self.model.exact, self.train.cosine, self.model.cosine)
+
+    def figures(self, history_path: str | None = None, checkpoint: dict[str, Any] | None = None) -> GateFigures:
+        """The report's typed data for this evaluation (tables, plots, examples, timings)."""
+        sets = {"model": self.model, **{f"baseline:{k}": v for k, v in self.baselines.items()}, "oracle": self.oracle}
+        if self.train is not None:
+            sets["train"] = self.train
+        return GateFigures(
+            query_sets={name: result.summary() for name, result in sets.items()},
+            separation=asdict(self.separation),
+            offset_sweep={str(k): v for k, v in self.offset_sweep.items()},
+            offset_sweep_copy_last={str(k): v for k, v in self.offset_sweep_copy_last.items()},
+            examples=self.examples,
+            seconds=self.seconds,
+            searched=self.searched,
+            nprobe=self.nprobe,
+            metrics=self.gate_metrics().as_dict(),
+            history_path=history_path,
+            checkpoint=checkpoint or {},
+            hist_edges=HIST_BINS.tolist(),
+            pos_hist=self.pos_hist,
+            neg_hist=self.neg_hist,
+            recall_curves={name: result.recall_curve() for name, result in [("model", self.model), *self.baselines.items(), ("oracle", self.oracle)]},
+            ivf_curve=self.model.recall_curve(ivf=True),
+        )
 
     def gate_metrics(self) -> GateMetrics:
         best = self.best_baseline

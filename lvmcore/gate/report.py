@@ -2,40 +2,83 @@
 
 The recorder (`fixtures/recorder.py`) collects every record of a subject (a checkpoint's name, or
 "plumbing") and calls `write_report(directory, report)` before it writes `report.json`. This module
-adds `report["decision"]` (the training module reads it), draws the plots from the records'
-details, and writes the Markdown. It reads no artifact except `history.json` for training curves.
+adds `report["decision"]` (the training module reads it), draws the plots from the one typed
+`GateFigures` record, and writes the Markdown. It reads no artifact except `history.json` for
+the training curves.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lvmcore.artifacts.history import TrainingHistory, read_history
+from lvmcore.errors import ArtifactError
 from lvmcore.gate.decision import Decision, GateMetrics, decide
 
 PLOT_DPI = 90
 
 
-def _records(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return [r for r in report.get("records", []) if r.get("check") == name]
+FIGURES_RECORD = "gate_figures"  # the record whose details are a `GateFigures`
+DECISION_RECORD = "decision"  # the record `test_decision` writes: {action, reason, metrics}
+
+
+@dataclass
+class GateFigures:
+    """Everything a gate report shows beyond the checks' own rows: the typed data of its tables and plots.
+
+    Built by `GateEvaluation.figures` and recorded once per checkpoint as the `gate_figures`
+    record; the report reads only this (and the decision), never a check's record by name, so
+    renaming or re-thresholding a check cannot drop a table or a plot.
+    """
+
+    query_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> QuerySetResult.summary()
+    separation: dict[str, Any] = field(default_factory=dict)  # asdict(Separation)
+    offset_sweep: dict[str, float] = field(default_factory=dict)  # "k" -> mean cos(pred, chunk at k)
+    offset_sweep_copy_last: dict[str, float] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    searched: dict[str, int] = field(default_factory=dict)
+    nprobe: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # GateMetrics.as_dict()
+    history_path: str | None = None
+    checkpoint: dict[str, Any] = field(default_factory=dict)  # path, epoch, step, metrics (training's own figures)
+    hist_edges: list[float] = field(default_factory=list)
+    pos_hist: list[int] = field(default_factory=list)
+    neg_hist: list[int] = field(default_factory=list)
+    recall_curves: dict[str, list[float]] = field(default_factory=dict)  # query set -> R@k, k = 1..50, exact search
+    ivf_curve: list[float] = field(default_factory=list)  # the model's R@k on IVF
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GateFigures":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def _details(report: dict[str, Any], name: str) -> dict[str, Any] | None:
-    found = _records(report, name)
+    found = [r for r in report.get("records", []) if r.get("check") == name]
     return found[-1].get("details") or {} if found else None
+
+
+def figures_of(report: dict[str, Any]) -> GateFigures | None:
+    details = _details(report, FIGURES_RECORD)
+    return None if details is None else GateFigures.from_dict(details)
 
 
 def decision_of(report: dict[str, Any]) -> dict[str, str] | None:
     """The decision `test_decision` recorded; else computed from the recorded gate metrics; None for plumbing."""
-    recorded = _details(report, "decision")
+    recorded = _details(report, DECISION_RECORD)
     if recorded and "action" in recorded:
         return {"action": str(recorded["action"]), "reason": str(recorded.get("reason", ""))}
-    figures = _details(report, "gate_figures")
-    if figures and "metrics" in figures:
+    figures = figures_of(report)
+    if figures is not None and figures.metrics:
         try:
-            return decide(GateMetrics(**figures["metrics"])).as_dict()
+            return decide(GateMetrics(**figures.metrics)).as_dict()
         except TypeError as exc:
             return {"action": "unknown", "reason": f"recorded gate metrics are incomplete: {exc}"}
     if report.get("subject", "plumbing") != "plumbing":
@@ -63,8 +106,8 @@ def save_figure(plt, fig, path: Path) -> bool:
     return True
 
 
-def plot_separation(details: dict[str, Any], path: Path) -> bool:
-    edges, pos, neg = details.get("hist_edges"), details.get("pos_hist"), details.get("neg_hist")
+def plot_separation(figures: GateFigures, path: Path) -> bool:
+    edges, pos, neg = figures.hist_edges, figures.pos_hist, figures.neg_hist
     if not (edges and pos and neg):
         return False
     plt = _pyplot()
@@ -75,13 +118,14 @@ def plot_separation(details: dict[str, Any], path: Path) -> bool:
     ax.bar(centers, neg, width=width, alpha=0.6, label="cos(pred, another row's target)")
     ax.set_xlabel("cosine")
     ax.set_ylabel("eval rows")
-    ax.set_title(f"Separation on the eval set: AUC {details.get('auc', details.get('measured', float('nan'))):.3f}" if "auc" in details else "Separation on the eval set")
+    auc = figures.separation.get("auc")
+    ax.set_title("Separation on the eval set" if auc is None else f"Separation on the eval set: AUC {auc:.3f}")
     ax.legend(fontsize=8)
     return save_figure(plt, fig, path)
 
 
-def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
-    curves = details.get("curves") or {}
+def plot_recall_curves(figures: GateFigures, path: Path) -> bool:
+    curves = figures.recall_curves
     if not any(curves.values()):
         return False
     plt = _pyplot()
@@ -89,9 +133,9 @@ def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
     for name, curve in curves.items():
         if curve:
             ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], label=name, linestyle="--" if name == "oracle" else "-")
-    ivf = details.get("ivf_curve")
+    ivf = figures.ivf_curve
     if ivf:
-        ax.plot(range(1, len(ivf) + 1), [100 * v for v in ivf], label=f"model, IVF nprobe={details.get('nprobe')}", linestyle=":")
+        ax.plot(range(1, len(ivf) + 1), [100 * v for v in ivf], label=f"model, IVF nprobe={figures.nprobe}", linestyle=":")
     ax.set_xscale("log")
     ax.set_xlabel("k")
     ax.set_ylabel("R@k (%)")
@@ -100,13 +144,13 @@ def plot_recall_curves(details: dict[str, Any], path: Path) -> bool:
     return save_figure(plt, fig, path)
 
 
-def plot_offset_sweep(details: dict[str, Any], path: Path) -> bool:
-    sweep = details.get("sweep") or {}
+def plot_offset_sweep(figures: GateFigures, path: Path) -> bool:
+    sweep = figures.offset_sweep
     if not sweep:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for label, values in (("model", sweep), ("copy-last", details.get("copy_last_sweep") or {})):
+    for label, values in (("model", sweep), ("copy-last", figures.offset_sweep_copy_last)):
         points = sorted((int(k), v) for k, v in values.items() if v is not None and not (isinstance(v, float) and math.isnan(v)))
         if points:
             ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=label)
@@ -118,8 +162,19 @@ def plot_offset_sweep(details: dict[str, Any], path: Path) -> bool:
     return save_figure(plt, fig, path)
 
 
-def plot_training_curves(history: dict[str, Any], path: Path) -> bool:
-    epochs = history.get("epochs") or []
+def read_history_quietly(path: str | None) -> TrainingHistory | None:
+    """The run's history for the training-curve plot; a missing or malformed one only drops that plot
+    (the training-record checks report it)."""
+    if not path:
+        return None
+    try:
+        return read_history(path)
+    except ArtifactError:
+        return None
+
+
+def plot_training_curves(history: TrainingHistory, path: Path) -> bool:
+    epochs = [row.to_dict() for row in history.epochs]
     if not epochs:
         return False
     plt = _pyplot()
@@ -211,26 +266,13 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
     records = report.get("records", [])
     plots: list[str] = []
 
-    sep = _details(report, "separation_auc")
-    if sep is not None:
-        sep = {**sep, "auc": next((r.get("measured") for r in _records(report, "separation_auc")), None)}
-        if plot_separation(sep, directory / "separation.png"):
-            plots.append("separation.png")
-    curves = _details(report, "recall_curves")
-    if curves is not None and plot_recall_curves(curves, directory / "recall_at_k.png"):
-        plots.append("recall_at_k.png")
-    offsets = _details(report, "offset_peak_margin")
-    if offsets is not None and plot_offset_sweep(offsets, directory / "offset_sweep.png"):
-        plots.append("offset_sweep.png")
-    figures = _details(report, "gate_figures") or {}
-    history_path = figures.get("history_path")
-    if history_path and Path(history_path).is_file():
-        try:
-            history = json.loads(Path(history_path).read_text())
-        except json.JSONDecodeError:
-            history = {}
-        if plot_training_curves(history, directory / "training_curves.png"):
-            plots.append("training_curves.png")
+    figures = figures_of(report) or GateFigures()
+    for name, plot in (("separation.png", plot_separation), ("recall_at_k.png", plot_recall_curves), ("offset_sweep.png", plot_offset_sweep)):
+        if plot(figures, directory / name):
+            plots.append(name)
+    history = read_history_quietly(figures.history_path)
+    if history is not None and plot_training_curves(history, directory / "training_curves.png"):
+        plots.append("training_curves.png")
 
     failed = [nodeid for nodeid, outcome in report.get("outcomes", {}).items() if outcome == "failed"]
     lines = [f"# lvm-checks report: {report.get('subject', '?')}", "", f"run `{report.get('run', '?')}`, created {report.get('created', '?')}", ""]
@@ -239,25 +281,25 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
     lines += ["## Checks", "", *summary_table(records), ""]
     if failed:
         lines += [f"{len(failed)} test(s) failed: " + ", ".join(f"`{n}`" for n in failed), ""]
-    if figures.get("query_sets"):
+    if figures.query_sets:
         lines += [
             "## Retrieval: model, baselines (contexts only), oracle and training sample", "",
             "Exact search over the whole payload; hits by key (duplicate aware). The oracle queries with the truth targets: an upper bound, never a baseline.", "",
-            *query_set_table(figures["query_sets"]), "",
+            *query_set_table(figures.query_sets), "",
         ]
-    checkpoint = figures.get("checkpoint") or {}
+    checkpoint = figures.checkpoint
     if checkpoint.get("metrics"):
         shown = ", ".join(f"{k} {_num(v)}" for k, v in checkpoint["metrics"].items() if isinstance(v, (int, float)))
         lines += [f"Training's own figures for this checkpoint (epoch {checkpoint.get('epoch')}, step {checkpoint.get('step')}): {shown}. Choose checkpoints by the held-out R@5 above, never by validation cosine (row 15).", ""]
-    info = [r for r in records if r.get("status") == "info" and r["check"] not in ("gate_figures", "decision", "recall_curves")]
+    info = [r for r in records if r.get("status") == "info" and r["check"] not in (FIGURES_RECORD, DECISION_RECORD, "recall_curves")]
     if info:
         lines += ["## Other figures", "", "| figure | value |", "|---|---|"]
         lines += [f"| {_cell(r['check'])} | {_cell(r.get('shown'))} |" for r in info]
         lines.append("")
-    if figures.get("examples"):
-        lines += ["## Example eval rows", "", *examples_section(figures["examples"])]
+    if figures.examples:
+        lines += ["## Example eval rows", "", *examples_section(figures.examples)]
     if plots:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
-    if figures.get("seconds"):
-        lines += ["Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in figures["seconds"].items()), ""]
+    if figures.seconds:
+        lines += ["Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in figures.seconds.items()), ""]
     (directory / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
