@@ -18,7 +18,7 @@ from lvmcore.gate.metrics import (
     ivf_exact_agreement,
     l2_normalize,
     offset_peak,
-    retrieval,
+    retrieval_figures,
     separation,
 )
 from lvmcore.artifacts.payload import Payload
@@ -134,7 +134,7 @@ def test_recall_and_mrr_equal_ranx() -> None:
     retrieved = np.stack([rng.choice(len(payload_keys), 50, replace=False) for _ in range(m)])
     truth = payload_keys[rng.integers(0, len(payload_keys), m)]
     truth[:80] = payload_keys[retrieved[:80, rng.integers(0, 50, 80)].diagonal()]  # many queries with a hit
-    ours = retrieval(retrieved, payload_keys, truth)
+    ours = retrieval_figures(retrieved, payload_keys, truth)
     qrels = ranx.Qrels({f"q{i}": {f"{a}_{c}": 1} for i, (a, c) in enumerate(truth)})
     run = ranx.Run({f"q{i}": {f"{payload_keys[r][0]}_{payload_keys[r][1]}": float(50 - rank) for rank, r in enumerate(row)} for i, row in enumerate(retrieved)})
     theirs = ranx.evaluate(qrels, run, ["hit_rate@1", "hit_rate@5", "hit_rate@10", "hit_rate@50", "mrr@50"])
@@ -149,7 +149,7 @@ def test_recall_and_mrr_equal_ranx() -> None:
 def test_duplicate_keys_cannot_hide_a_hit() -> None:
     payload_keys = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])
     retrieved = np.array([[2, 3], [3, 0]])  # query 0 retrieves the second copy of (0, 1)
-    result = retrieval(retrieved, payload_keys, np.array([[0, 1], [0, 1]]))
+    result = retrieval_figures(retrieved, payload_keys, np.array([[0, 1], [0, 1]]))
     assert result.r_at_1 == 0.5 and result.article_at_50 == 1.0
 
 

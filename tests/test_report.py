@@ -8,7 +8,7 @@ import numpy as np
 
 from lvmcore.gate.decision import GateMetrics, decide
 from lvmcore.gate.evaluate import HIST_BINS
-from lvmcore.gate.report import decision_of, write_report
+from lvmcore.gate.report import GateFigures, decision_of, write_report
 
 METRICS = GateMetrics(
     r_at_5=0.02, r_at_1=0.01, delta=0.2, ivf_r_at_5=0.02, ivf_agreement=1.0,
@@ -32,15 +32,17 @@ def gate_report(tmp_path, with_decision=True):
     records = [
         row("r_at_5", "fail", 0.02),
         row("separation_delta", "pass", 0.2),
-        row("separation_auc", "info", 0.93, hist_edges=HIST_BINS.tolist(), pos_hist=pos.tolist(), neg_hist=neg.tolist(), pos_mean=0.5, neg_mean=0.0),
-        row("recall_curves", "info", 0.02, curves={"model": [0.01] * 50, "copy_last": [0.005] * 50}, ivf_curve=[0.01] * 50, nprobe=64),
-        row("offset_peak_margin", "pass", 0.1, sweep={"-1": 0.1, "0": 0.2, "1": 0.3, "2": 0.1}, copy_last_sweep={"0": 1.0, "1": 0.4}),
-        row("gate_figures", "info", 0.02, metrics=METRICS, history_path=str(history),
+        row("gate_figures", "info", 0.02, **GateFigures(
+            metrics=METRICS, history_path=str(history),
             query_sets={"model": {"cosine": 0.4, "exact_r_at_5": 0.02, "exact_r_at_1": 0.01}},
+            separation={"pos_mean": 0.5, "neg_mean": 0.0, "delta": 0.5, "auc": 0.93, "negatives_used": 9900},
+            hist_edges=HIST_BINS.tolist(), pos_hist=pos.tolist(), neg_hist=neg.tolist(),
+            recall_curves={"model": [0.01] * 50, "copy_last": [0.005] * 50}, ivf_curve=[0.01] * 50, nprobe=64,
+            offset_sweep={"-1": 0.1, "0": 0.2, "1": 0.3, "2": 0.1}, offset_sweep_copy_last={"0": 1.0, "1": 0.4},
             examples=[{"row": 3, "truth_key": [1, 6], "truth_text": "the next | chunk", "context_keys": [[1, 5]], "context_last_text": "the last chunk",
                        "first_hit_rank": 2, "retrieved": [{"rank": 1, "key": [1, 5], "score": 0.9, "hit": False, "text": "the last chunk"},
                                                           {"rank": 2, "key": [1, 6], "score": 0.8, "hit": True, "text": "the next chunk"}]}],
-            seconds={"exact_search": 0.5}, checkpoint={"epoch": 2, "step": 4, "metrics": {"val_cosine": 0.4}}),
+            seconds={"exact_search": 0.5}, checkpoint={"epoch": 2, "step": 4, "metrics": {"val_cosine": 0.4}}).as_dict()),
     ]
     if with_decision:
         d = decide(GateMetrics(**METRICS))

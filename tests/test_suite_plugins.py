@@ -125,3 +125,13 @@ def test_plumbing_passes_on_public_format_files(pytester: pytest.Pytester, tmp_p
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
     assert outcomes["passed"] >= 12
     result.stdout.fnmatch_lines(["*has no 'context_keys' (public format)*"])
+
+
+def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: pytest.Pytester) -> None:
+    """No pytest.ini here: the plugins alone must register `threshold`, `plumbing`, `gate` and `slow`."""
+    pytester.makepyfile(LEVELLED_CHECK.format(value=0.07).replace("def test_recall", "@pytest.mark.plumbing\n@pytest.mark.gate\n@pytest.mark.slow\ndef test_recall"))
+    result = run(pytester, "--strict-markers")
+    result.assert_outcomes(passed=1)
+    pytester.makepyfile(test_marker_only="import pytest\n\n@pytest.mark.threshold('x', minimum=0)\ndef test_x():\n    pass\n")
+    without = pytester.runpytest_inprocess("test_marker_only.py", "-p", "no:cacheprovider", "--strict-markers")  # no plugins: the marker is unknown
+    assert without.ret != 0 and "not found in `markers` configuration option" in without.stdout.str()

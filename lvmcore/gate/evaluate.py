@@ -44,7 +44,7 @@ from lvmcore.gate.metrics import (
     offset_keys,
     offset_peak,
     offset_range,
-    retrieval,
+    retrieval_figures,
     separation,
 )
 from lvmcore.artifacts.payload import Payload
@@ -284,8 +284,8 @@ def measure(s: QuerySet, found: Found, payload_keys: np.ndarray) -> QuerySetResu
     ivf_ranks = None if found.ivf_rows is None else hit_ranks(found.ivf_rows, payload_keys, s.truth_keys)
     return QuerySetResult(
         name=s.name,
-        exact=retrieval(found.rows, payload_keys, s.truth_keys, ranks=exact_ranks),
-        ivf=None if found.ivf_rows is None else retrieval(found.ivf_rows, payload_keys, s.truth_keys, ranks=ivf_ranks),
+        exact=retrieval_figures(found.rows, payload_keys, s.truth_keys, ranks=exact_ranks),
+        ivf=None if found.ivf_rows is None else retrieval_figures(found.ivf_rows, payload_keys, s.truth_keys, ranks=ivf_ranks),
         cosine=mean_cosine(s.queries, s.targets),
         echo=None if s.context_keys is None else echo_rate(found.rows[:, 0], payload_keys, s.context_keys),
         ivf_agreement=None if ivf_ranks is None else ivf_exact_agreement(ivf_ranks, exact_ranks),

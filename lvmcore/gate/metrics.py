@@ -127,7 +127,7 @@ def hit_ranks(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: 
     return first_hit_rank(key_hits(retrieved_rows, payload_keys, truth_keys))
 
 
-def retrieval(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: np.ndarray, ranks: np.ndarray | None = None) -> Retrieval:
+def retrieval_figures(retrieved_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: np.ndarray, ranks: np.ndarray | None = None) -> Retrieval:
     """R@1/5/10/50, MRR@50, Contain@50 and Article@50 from (M, K>=50) retrieved payload rows.
 
     ranks: the rows' `hit_ranks`, when the caller has them already (they are not computed twice).
