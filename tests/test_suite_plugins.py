@@ -130,8 +130,8 @@ def test_plumbing_passes_on_public_format_files(pytester: pytest.Pytester, tmp_p
 def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: pytest.Pytester) -> None:
     """No pytest.ini here: the plugins alone must register `threshold`, `plumbing`, `gate` and `slow`."""
     pytester.makepyfile(LEVELLED_CHECK.format(value=0.07).replace("def test_recall", "@pytest.mark.plumbing\n@pytest.mark.gate\n@pytest.mark.slow\ndef test_recall"))
-    result = run(pytester, "--strict-markers")
+    result = pytester.runpytest_subprocess(*PLUGINS, "-p", "no:cacheprovider", "--report-dir", "rep", "--run-name", "r", "--strict-markers")  # a fresh process: nothing registered by this session leaks in
     result.assert_outcomes(passed=1)
     pytester.makepyfile(test_marker_only="import pytest\n\n@pytest.mark.threshold('x', minimum=0)\ndef test_x():\n    pass\n")
-    without = pytester.runpytest_inprocess("test_marker_only.py", "-p", "no:cacheprovider", "--strict-markers")  # no plugins: the marker is unknown
+    without = pytester.runpytest_subprocess("test_marker_only.py", "-p", "no:cacheprovider", "--strict-markers")  # no plugins: the marker is unknown
     assert without.ret != 0 and "not found in `markers` configuration option" in without.stdout.str()
