@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.metrics import retrieval_intervals
 
 pytestmark = pytest.mark.gate
 
@@ -20,12 +21,14 @@ def test_model_retrieves_next_chunk_r_at_5(checkpoint_path, gate_evaluation: Gat
     """R@5 of exact search over the whole payload: the truth key among the top 5."""
     exact = gate_evaluation.model.exact
     ivf = gate_evaluation.model.ivf
+    intervals = retrieval_intervals(gate_evaluation.model.exact_ranks)
+    r5 = intervals["r_at_5"]
     threshold.check(
         exact.r_at_5,
         cause="the model's prediction is not near its true next chunk among all payload chunks: undertrained, or trained on targets from another source than the payload (row 1)",
-        context=f"R@1 {100 * exact.r_at_1:.2f}%, R@10 {100 * exact.r_at_10:.2f}%, MRR {exact.mrr:.4f}, median rank {exact.median_rank:g}"
+        context=f"95% interval {100 * r5.low:.2f}%-{100 * r5.high:.2f}% over {exact.count} rows; R@1 {100 * exact.r_at_1:.2f}%, R@10 {100 * exact.r_at_10:.2f}%, MRR {exact.mrr:.4f}, median rank {exact.median_rank:g}"
         + ("" if ivf is None else f"; IVF R@5 {100 * ivf.r_at_5:.2f}%") + ".",
-        details={"exact": exact.as_dict(), "ivf": None if ivf is None else ivf.as_dict()},
+        details={"exact": exact.as_dict(), "ivf": None if ivf is None else ivf.as_dict(), "intervals": {k: v.as_dict() for k, v in intervals.items()}},
     )
 
 

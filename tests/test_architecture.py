@@ -18,7 +18,7 @@ ALLOWED = {  # layer -> the lvmcore layers it may import (the root modules are a
     "search": {"artifacts"},
     "plumbing": {"artifacts", "search"},
     "training": {"models"},
-    "gate": {"artifacts", "search", "models"},
+    "gate": {"artifacts", "search", "plumbing", "models"},
     "ingest": {"artifacts"},
 }
 FOREIGN = {"pytest", "fixtures", "checks", "train", "_pytest"}

@@ -1,4 +1,5 @@
-"""InfoNCE over the effective batch: micro-batched gradients equal one big batch, negatives are counted."""
+"""InfoNCE over the effective batch and over a masked bank: micro-batched gradients equal one big batch,
+the masked bank loss equals a brute-force softmax, masked columns never count, negatives are counted."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lvmcore.keys import pack_keys
 from lvmcore.training.loss import (
     DEFAULT_TEMPERATURE,
+    BankBatch,
     RngSnapshot,
+    bank_info_nce,
+    bank_mask,
+    expected_negatives_per_positive,
     info_nce,
+    one_tower_bank_step,
     one_tower_step,
+    sample_bank_rows,
     training_step,
+    two_tower_bank_step,
     two_tower_step,
 )
 from lvmcore.models import PRESETS, build_model
@@ -156,3 +165,264 @@ def test_info_nce_prefers_the_true_target() -> None:
     right = float(info_nce(targets.clone(), targets, torch.arange(4)))
     wrong = float(info_nce(targets.roll(1, dims=0), targets, torch.arange(4)))
     assert right < 0.01 < math.log(4) < wrong
+
+
+# --------------------------------------------------------------------------- bank negatives
+
+
+def small_bank(columns: int = 12, count: int = 4, seed: int = 0):
+    """A bank of `columns` keyed vectors (one key duplicated) and `count` windows whose context keys are bank keys.
+
+    Returns (vectors (K, D), codes (K,), context_codes (B, C), target_codes (B,), positives (B,)).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.nn.functional.normalize(torch.randn(columns, DIM, generator=generator), dim=-1)  # (K, D)
+    keys = np.array([(1, c) for c in range(columns)])
+    keys[-1] = keys[2]  # column K-1 duplicates the key of column 2
+    codes = torch.from_numpy(pack_keys(keys))  # (K,)
+    rng = np.random.default_rng(seed)
+    positives = torch.tensor([2, 5, 7, 0][:count])  # window 0's target key is held by columns 2 and K-1
+    context_columns = np.stack([rng.choice(np.setdiff1d(np.arange(columns - 1), [p, 2]), CONTEXT, replace=False) for p in positives.tolist()])
+    context_codes = codes[torch.from_numpy(context_columns)]  # (B, C)
+    return vectors, codes, context_codes, codes[positives], positives
+
+
+def brute_force_bank_loss(predictions: np.ndarray, vectors: np.ndarray, codes: np.ndarray, context_codes: np.ndarray,
+                          target_codes: np.ndarray, positives: np.ndarray, temperature: float) -> float:
+    """The formula in lvmcore/training/loss.py, one window and one column at a time in plain Python."""
+    total = 0.0
+    for i in range(len(predictions)):
+        p = predictions[i] / np.linalg.norm(predictions[i])
+        kept = []
+        for j in range(len(vectors)):
+            context_key = int(codes[j]) in {int(c) for c in context_codes[i]}
+            duplicate_target = int(codes[j]) == int(target_codes[i]) and j != int(positives[i])
+            if j == int(positives[i]) or not (context_key or duplicate_target):
+                kept.append(j)
+        scores = {j: float(p @ (vectors[j] / np.linalg.norm(vectors[j]))) / temperature for j in kept}
+        top = max(scores.values())
+        log_denominator = top + math.log(sum(math.exp(v - top) for v in scores.values()))
+        total += log_denominator - scores[int(positives[i])]
+    return total / len(predictions)
+
+
+def test_masked_bank_loss_equals_a_brute_force_softmax() -> None:
+    vectors, codes, context_codes, target_codes, positives = small_bank()
+    predictions = torch.randn(4, DIM, generator=torch.Generator().manual_seed(9))
+    mask = bank_mask(codes, positives, context_codes, target_codes)
+    loss = float(bank_info_nce(predictions, vectors, positives, mask, temperature=0.05))
+    expected = brute_force_bank_loss(predictions.numpy(), vectors.numpy(), codes.numpy(), context_codes.numpy(),
+                                     target_codes.numpy(), positives.numpy(), 0.05)
+    assert loss == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    assert mask[0, 11] and not mask[0, 2], "window 0: the duplicate of its target key is masked, its positive is not"
+    assert mask.sum(dim=1).tolist() == [CONTEXT + 1, CONTEXT, CONTEXT, CONTEXT]
+    unmasked = float(bank_info_nce(predictions, vectors, positives, torch.zeros_like(mask), temperature=0.05))
+    assert unmasked > loss, "masking columns removes terms from the denominator: the loss must drop"
+
+
+def test_a_masked_column_never_contributes_to_the_loss_or_its_gradient() -> None:
+    """Give window 0's masked columns (its context chunks, its target's duplicate) the best score it could
+    give: loss and gradients stay the same to the bit. The same change to one unmasked negative shows up."""
+    vectors, codes, context_codes, target_codes, positives = small_bank()
+    window = slice(0, 1)
+    mask = bank_mask(codes, positives[window], context_codes[window], target_codes[window])  # (1, K)
+    prediction = torch.randn(1, DIM, generator=torch.Generator().manual_seed(9))
+
+    def loss_and_grads(columns: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        p, c = prediction.clone().requires_grad_(True), columns.clone().requires_grad_(True)
+        loss = bank_info_nce(p, c, positives[window], mask, temperature=0.05)
+        loss.backward()
+        return float(loss.detach()), p.grad, c.grad
+
+    base_loss, base_pred_grad, base_column_grad = loss_and_grads(vectors)
+    masked = torch.nonzero(mask[0]).flatten()
+    assert len(masked) == CONTEXT + 1
+    best = prediction[0] / prediction[0].norm()  # cosine 1 with the prediction: the largest score there is
+    changed = vectors.clone()
+    changed[masked] = best
+    changed_loss, changed_pred_grad, changed_column_grad = loss_and_grads(changed)
+    assert changed_loss == base_loss, f"changing masked columns moved the loss {base_loss} -> {changed_loss}"
+    assert torch.equal(changed_pred_grad, base_pred_grad), "changing masked columns moved the prediction's gradient"
+    assert torch.equal(changed_column_grad, base_column_grad)
+    assert torch.count_nonzero(base_column_grad[masked]) == 0, "a masked column received a gradient"
+    negative = next(j for j in range(len(vectors)) if not mask[0, j] and j != int(positives[0]))
+    control = vectors.clone()
+    control[negative] = best
+    assert loss_and_grads(control)[0] > base_loss + 1.0, "the same change to an unmasked negative must raise the loss"
+
+
+def make_bank_batch(count: int, columns: int, seed: int = 0, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor, BankBatch]:
+    """contexts (B, C, D), targets (B, D) and a full (or sampled) bank where each context holds C bank chunks."""
+    generator = torch.Generator().manual_seed(seed)
+    bank = torch.nn.functional.normalize(torch.randn(columns, DIM, generator=generator), dim=-1)  # (K, D)
+    codes = torch.from_numpy(pack_keys(np.array([(seed, c) for c in range(columns)])))  # (K,) unique keys
+    rows = torch.randperm(columns - CONTEXT, generator=generator)[:count]  # window i reads columns rows[i]..+C-1, target +C
+    context_columns = rows[:, None] + torch.arange(CONTEXT)  # (B, C)
+    positives = rows + CONTEXT  # (B,)
+    contexts, targets = bank[context_columns], bank[positives]  # (B, C, D), (B, D)
+    if sampled:
+        keep = torch.ones(columns, dtype=torch.bool)
+        keep[positives] = False  # the step's targets are columns already
+        return contexts, targets, BankBatch(bank[keep], codes[keep], codes[context_columns], codes[positives])
+    return contexts, targets, BankBatch(bank, codes, codes[context_columns], codes[positives], positive_columns=positives)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_one_tower_bank_step_micro_batches_equal_one_big_batch(sampled: bool) -> None:
+    model = make_model("mamba-xs").eval()
+    contexts, targets, bank = make_bank_batch(48, 200, sampled=sampled)
+    columns = torch.cat([targets, bank.vectors]) if sampled else bank.vectors
+    codes = torch.cat([bank.target_codes, bank.codes]) if sampled else bank.codes
+    labels = torch.arange(48) if sampled else bank.positive_columns
+    model.zero_grad()
+    mask = bank_mask(codes, labels, bank.context_codes, bank.target_codes)
+    reference_loss = bank_info_nce(model(contexts), columns, labels, mask, 0.05)
+    reference_loss.backward()
+    reference = gradients(model)
+    model.zero_grad()
+    step = one_tower_bank_step(model, contexts, targets, bank, micro_batch_size=16, temperature=0.05)
+    assert_same_gradients(gradients(model), reference)
+    assert step.loss == pytest.approx(float(reference_loss.detach()), abs=1e-5)
+    assert step.bank_size == 200
+    assert step.masked_per_positive == pytest.approx(mask.sum(1).float().mean().item())
+    if sampled:  # a context chunk is a column only when it is another window's target
+        assert step.negatives_per_positive == 200 - 1 - int(mask.sum(1).max()) >= 200 - 1 - CONTEXT
+    else:  # every context chunk is in the full bank: each positive sees exactly K - 1 - C
+        assert step.negatives_per_positive == 200 - 1 - CONTEXT and step.masked_per_positive == CONTEXT
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_two_tower_bank_step_gradient_cache_equals_one_big_batch(sampled: bool) -> None:
+    model = make_model("two-tower").eval()
+    with torch.no_grad():
+        model.payload_tower.proj.weight.normal_(std=0.05)  # move the tower off the identity so its gradient matters
+    contexts, targets, bank = make_bank_batch(24, 90, seed=2, sampled=sampled)
+    model.zero_grad()
+    raw = torch.cat([targets, bank.vectors]) if sampled else bank.vectors
+    codes = torch.cat([bank.target_codes, bank.codes]) if sampled else bank.codes
+    labels = torch.arange(24) if sampled else bank.positive_columns
+    mask = bank_mask(codes, labels, bank.context_codes, bank.target_codes)
+    reference_loss = bank_info_nce(model(contexts), model.encode_bank(raw), labels, mask, 0.05)
+    reference_loss.backward()
+    reference = gradients(model)
+    model.zero_grad()
+    step = two_tower_bank_step(model, contexts, targets, bank, micro_batch_size=8, temperature=0.05)
+    assert_same_gradients(gradients(model), reference)
+    assert step.loss == pytest.approx(float(reference_loss.detach()), abs=1e-5)
+    assert any(name.startswith("payload_tower") for name in reference)
+
+
+def test_sampled_bank_is_deterministic_per_seed_and_never_draws_a_target() -> None:
+    codes = pack_keys(np.array([(a, c) for a in range(20) for c in range(50)]))  # (1000,)
+    excluded = codes[[3, 77, 500]]
+    draw = lambda seed: sample_bank_rows(codes, excluded, 64, np.random.default_rng([seed, 0, 0, 0xBA4C]))  # noqa: E731
+    first, again, other = draw(0), draw(0), draw(1)
+    assert np.array_equal(first, again), "one seed, two samples"
+    assert not np.array_equal(first, other), "the seed changes nothing"
+    assert len(first) == 64 == len(np.unique(first)) and np.all(np.diff(first) > 0)
+    assert not np.isin(codes[first], excluded).any(), "a step's target key was drawn as a sampled negative"
+    assert len(sample_bank_rows(codes[:10], excluded[:1], 64, np.random.default_rng(0))) == 9  # capped at the eligible rows
+
+    model = make_model("mamba-xs").eval()
+    contexts, targets, _ = make_bank_batch(16, 200, sampled=True)
+    bank_vectors = torch.nn.functional.normalize(torch.randn(1000, DIM, generator=torch.Generator().manual_seed(4)), dim=-1)
+
+    def step_with(seed: int) -> tuple[float, dict[str, torch.Tensor]]:
+        rows = draw(seed)
+        bank = BankBatch(bank_vectors[rows], torch.from_numpy(codes[rows]), torch.from_numpy(codes[:16 * CONTEXT].reshape(16, CONTEXT)), torch.from_numpy(excluded[[0, 1, 2] * 5 + [0]]))
+        model.zero_grad()
+        return one_tower_bank_step(model, contexts, targets, bank, micro_batch_size=8).loss, gradients(model)
+
+    (loss_a, grads_a), (loss_b, grads_b), (loss_c, _) = step_with(0), step_with(0), step_with(1)
+    assert loss_a == loss_b
+    assert all(torch.equal(grads_a[name], grads_b[name]) for name in grads_a)
+    assert loss_a != loss_c
+
+
+def test_training_step_refuses_hard_negatives_with_a_bank() -> None:
+    model = make_model("mamba-xs").eval()
+    contexts, targets, bank = make_bank_batch(8, 50)
+    _, _, negatives = make_batch(8, hard=1)
+    with pytest.raises(ValueError, match="hard negatives are for the in-batch loss"):
+        training_step(model, contexts, targets, bank=bank, hard_negatives=negatives, micro_batch_size=4)
+    assert training_step(model, contexts, targets, bank=bank, hard_negatives=None, micro_batch_size=4).bank_size == 50
+
+
+def test_expected_negatives_per_positive_for_each_loss() -> None:
+    in_batch = {"loss": "in_batch", "batch_size": 256, "accumulation": 4, "world_size": 1}
+    assert expected_negatives_per_positive(in_batch) == 1023
+    assert expected_negatives_per_positive({**in_batch, "world_size": 2, "hard_negatives": 1}) == 2 * 1024 * 2 - 1
+    old_run = {"batch_size": 256, "accumulation": 1}  # a history written before "loss" existed
+    assert expected_negatives_per_positive(old_run) == 255
+    bank = {"loss": "bank", "bank_size": 7285, "context_length": 5, "bank_key_multiplicity": 1}
+    assert expected_negatives_per_positive(bank) == 7285 - 1 - 5
+    assert expected_negatives_per_positive({**bank, "bank_key_multiplicity": 2}) == 7285 - 1 - (5 * 2 + 1)
+    with pytest.raises(ValueError, match="unknown loss"):
+        expected_negatives_per_positive({"loss": "triplet"})
+
+
+# --------------------------------------------------------------------------- bank negatives over two processes
+
+BANK_CASES = [("mamba-xs", False), ("mamba-xs", True), ("two-tower", False), ("two-tower", True)]
+DDP_BATCH, DDP_COLUMNS, DDP_MICRO = 16, 80, 4
+
+
+def bank_inputs_for(rank_rows: slice, sampled: bool) -> tuple[torch.Tensor, torch.Tensor, BankBatch]:
+    """This rank's windows of one fixed batch and its bank (full: the whole bank; sampled: the same rows on every rank)."""
+    contexts, targets, bank = make_bank_batch(DDP_BATCH, DDP_COLUMNS, seed=6, sampled=sampled)
+    positives = None if sampled else bank.positive_columns[rank_rows]
+    return contexts[rank_rows], targets[rank_rows], BankBatch(bank.vectors, bank.codes, bank.context_codes[rank_rows], bank.target_codes[rank_rows], positives)
+
+
+def bank_worker(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from train.ddp import all_gather_rows, average_gradients, mean_over_ranks
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        results = {}
+        for preset, sampled in BANK_CASES:
+            model = make_model(preset).eval()
+            share = slice(rank * DDP_BATCH // 2, (rank + 1) * DDP_BATCH // 2)
+            contexts, targets, bank = bank_inputs_for(share, sampled)
+            step = training_step(model, contexts, targets, bank=bank, micro_batch_size=DDP_MICRO, gather=all_gather_rows, temperature=0.05)
+            average_gradients(model)
+            results[f"{preset}/{sampled}"] = {"grads": gradients(model), "loss": mean_over_ranks(step.loss, torch.device("cpu")), "bank_size": step.bank_size}
+        if rank == 0:
+            torch.save(results, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_rank_bank_results(tmp_path_factory) -> dict:
+    import os
+    import socket
+
+    import torch.multiprocessing as mp
+
+    out = tmp_path_factory.mktemp("bankddp") / "rank0.pt"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        mp.spawn(bank_worker, args=(port, str(out)), nprocs=2, join=True)
+    finally:
+        os.environ.pop("OMP_NUM_THREADS") if previous is None else os.environ.__setitem__("OMP_NUM_THREADS", previous)
+    return torch.load(out, weights_only=True)
+
+
+@pytest.mark.parametrize("preset,sampled", BANK_CASES)
+def test_bank_loss_on_two_ranks_matches_one_process_with_the_doubled_batch(preset: str, sampled: bool, two_rank_bank_results: dict) -> None:
+    """Full bank: each rank scores its own windows against the whole bank; sampled: the targets of both ranks are columns."""
+    distributed = two_rank_bank_results[f"{preset}/{sampled}"]
+    model = make_model(preset).eval()
+    contexts, targets, bank = bank_inputs_for(slice(0, DDP_BATCH), sampled)
+    single = training_step(model, contexts, targets, bank=bank, micro_batch_size=DDP_MICRO, temperature=0.05)
+    assert distributed["bank_size"] == single.bank_size
+    assert distributed["loss"] == pytest.approx(single.loss, abs=1e-5)
+    assert_same_gradients(distributed["grads"], gradients(model))

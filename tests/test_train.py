@@ -15,12 +15,14 @@ from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
 from lvmcore.artifacts.payload import load_payload, write_payload
 from lvmcore.gate.predict import predict
+from lvmcore.keys import pack_keys
+from lvmcore.training.loss import expected_negatives_per_positive
 from lvmcore.training.schedule import lr_at
 from lvmcore.artifacts.training_data import write_windows_spec
 from lvmcore.artifacts.windows import document_split
 from train.__main__ import main
 from train.config import TrainConfig
-from train.data import HardNegativeSampler, article_dropout, load_splits, span_corruption
+from train.data import HardNegativeSampler, TrainingBank, article_dropout, assemble_batch, load_splits, span_corruption
 from train.gate_hook import gate_summary, run_gate
 from train.loop import TrainHooks, TrainingDiverged, train
 
@@ -28,15 +30,17 @@ DIM, CONTEXT, ARTICLES, CHUNKS = 16, 5, 24, 16
 
 EPOCH_FIELDS = {
     "epoch", "step_end", "train_loss", "val_loss", "val_cosine", "val_r_at_1", "val_r_at_5", "lr_start", "lr_end",
-    "lr_trace", "seconds", "samples_per_s", "negatives_per_positive", "checkpoint",
+    "lr_trace", "seconds", "samples_per_s", "negatives_per_positive", "bank_size", "masked_per_positive", "checkpoint",
 }  # fmt: skip
 CONFIG_FIELDS = {
     "lr", "min_lr", "warmup_steps", "total_steps", "schedule", "batch_size", "accumulation", "world_size",
-    "temperature", "epochs", "preset", "model_config",
+    "temperature", "epochs", "preset", "model_config", "loss", "bank_negatives", "bank_size", "bank_key_multiplicity",
+    "context_length", "residual",
 }  # fmt: skip
 CHECKPOINT_FIELDS = {
     "format", "model_config", "model_state", "optimizer_state", "scheduler_state", "rng_state", "epoch", "step",
     "metrics", "provenance", "training_articles", "validation_articles", "negatives_per_positive", "train_config",
+    "bank_size", "masked_per_positive", "loss", "bank_negatives", "residual",
 }  # fmt: skip
 
 
@@ -92,7 +96,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_history_has_every_field_and_the_lr_follows_lr_at_every_step(bank: Path, tmp_path: Path) -> None:
-    history = train(config(bank, tmp_path, hard_negatives=1))
+    history = train(config(bank, tmp_path, loss="in_batch", hard_negatives=1))
     on_disk = json.loads((tmp_path / "history.json").read_text())
     assert on_disk == json.loads(json.dumps(history))
     assert on_disk["format"] == "lvm-history/1"
@@ -112,7 +116,8 @@ def test_history_has_every_field_and_the_lr_follows_lr_at_every_step(bank: Path,
     for step, lr in trace:
         assert lr == pytest.approx(lr_at(step, on_disk["config"]), rel=1e-12), f"step {step}"
     # negatives from the real shapes: 16 x 2 accumulation x (1 + 1 hard negative) columns, minus the positive
-    assert all(row["negatives_per_positive"] == 32 * 2 - 1 for row in rows)
+    assert all(row["negatives_per_positive"] == 32 * 2 - 1 == expected_negatives_per_positive(on_disk["config"]) for row in rows)
+    assert all(row["bank_size"] == 64 and row["masked_per_positive"] == 0 for row in rows)
 
 
 def test_mamba_xs_run_writes_checkpoints_that_are_plain_dicts_with_every_field(bank: Path, tmp_path: Path) -> None:
@@ -120,7 +125,10 @@ def test_mamba_xs_run_writes_checkpoints_that_are_plain_dicts_with_every_field(b
     for name in ("last.pt", "epoch_001.pt", "best.pt"):
         stored = torch.load(tmp_path / name, weights_only=True)
         assert CHECKPOINT_FIELDS <= stored.keys(), f"{name}: missing {CHECKPOINT_FIELDS - stored.keys()}"
-        assert stored["negatives_per_positive"] == 31
+        # the default bank loss: every training row is a column, each positive's C context chunks are masked
+        assert stored["negatives_per_positive"] == stored["bank_size"] - 1 - CONTEXT == expected_negatives_per_positive(stored["train_config"])
+        assert stored["loss"] == "bank" and stored["bank_negatives"] == 0 and stored["residual"] is True
+        assert stored["model_config"]["residual"] is True
         assert {"embedder", "dim", "norm", "metric", "payload_hash", "train_data", "validation_data"} <= stored["provenance"].keys()
     checkpoint = load_checkpoint(tmp_path / "best.pt", expected_dim=DIM)
     assert checkpoint.metrics["chosen_by"] == "val_r_at_5"
@@ -145,7 +153,7 @@ def test_training_learns_something_on_the_synthetic_bank(bank: Path, tmp_path: P
 
 
 def test_two_tower_with_bf16_and_hard_negatives_trains_and_records_its_negatives(bank: Path, tmp_path: Path) -> None:
-    rows = train(config(bank, tmp_path, preset="two-tower", epochs=1, bf16=True, hard_negatives=2, accumulation=2))["epochs"]
+    rows = train(config(bank, tmp_path, preset="two-tower", epochs=1, bf16=True, loss="in_batch", hard_negatives=2, accumulation=2))["epochs"]
     assert rows[0]["negatives_per_positive"] == 32 * 3 - 1
     assert all(np.isfinite([rows[0]["train_loss"], rows[0]["val_loss"], rows[0]["val_cosine"]]))
     assert load_checkpoint(tmp_path / "epoch_001.pt").model.tower_count == 2
@@ -158,8 +166,16 @@ class Killed(RuntimeError):
     pass
 
 
-def test_resume_after_a_kill_mid_epoch_ends_with_the_same_weights(bank: Path, tmp_path: Path) -> None:
-    settings = dict(epochs=2, checkpoint_every_steps=2, article_dropout=0.3, span_corruption=0.3, hard_negatives=1)
+LOSS_SETTINGS = {
+    "in_batch": dict(loss="in_batch", hard_negatives=1),
+    "full_bank": dict(loss="bank", bank_negatives=0),
+    "sampled_bank": dict(loss="bank", bank_negatives=64),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_SETTINGS))
+def test_resume_after_a_kill_mid_epoch_ends_with_the_same_weights(bank: Path, tmp_path: Path, loss: str) -> None:
+    settings = dict(epochs=2, checkpoint_every_steps=2, article_dropout=0.3, span_corruption=0.3, **LOSS_SETTINGS[loss])
     reference = train(config(bank, tmp_path / "whole", **settings))
     steps = reference["config"]["steps_per_epoch"]
     kill_after = steps + 2  # 0-based: killed with steps+3 done, mid epoch 2; last.pt was written at steps+2 done
@@ -180,6 +196,8 @@ def test_resume_after_a_kill_mid_epoch_ends_with_the_same_weights(bank: Path, tm
         assert torch.equal(final[name], again[name]), f"{name} differs after resume"
     for left, right in zip(reference["epochs"], resumed["epochs"]):
         assert left["lr_trace"] == right["lr_trace"]
+        assert left["negatives_per_positive"] == right["negatives_per_positive"]
+        assert left["masked_per_positive"] == pytest.approx(right["masked_per_positive"], rel=1e-12)
         assert left["train_loss"] == pytest.approx(right["train_loss"], rel=1e-9)
         assert left["val_r_at_5"] == right["val_r_at_5"]
 
@@ -344,3 +362,73 @@ def test_predict_matches_the_model_in_any_batch_size() -> None:
     pieces = predict(model, contexts, batch_size=5)
     np.testing.assert_allclose(whole, pieces, atol=1e-5)
     assert not model.training
+
+
+# --------------------------------------------------------------------------- bank loss and residual head
+
+
+def test_full_bank_records_what_each_positive_saw(bank: Path, tmp_path: Path) -> None:
+    """Every training row is a column; each window's C context chunks are masked, so every positive sees K - 1 - C."""
+    history = train(config(bank, tmp_path, epochs=1, loss="bank", bank_negatives=0))
+    splits = load_splits(bank / "payload", bank / "train.json", bank / "validation.json", seed=0, validation_fraction=0.1)
+    columns = int(np.isin(splits.payload.keys[:, 0], splits.training_articles).sum())
+    settings = history["config"]
+    assert (settings["loss"], settings["bank_negatives"], settings["bank_size"], settings["residual"]) == ("bank", 0, columns, True)
+    row = history["epochs"][0]
+    assert row["bank_size"] == columns
+    assert row["masked_per_positive"] == CONTEXT  # unique keys: exactly the context chunks
+    assert row["negatives_per_positive"] == columns - 1 - CONTEXT == expected_negatives_per_positive(settings)
+    stored = torch.load(tmp_path / "epoch_001.pt", weights_only=True)
+    assert (stored["negatives_per_positive"], stored["bank_size"], stored["masked_per_positive"]) == (
+        row["negatives_per_positive"], row["bank_size"], row["masked_per_positive"],
+    )
+
+
+def test_sampled_bank_records_its_columns_and_never_less_than_the_guarantee(bank: Path, tmp_path: Path) -> None:
+    history = train(config(bank, tmp_path, epochs=1, loss="bank", bank_negatives=64))
+    row, settings = history["epochs"][0], history["config"]
+    assert settings["bank_negatives"] == 64 and settings["bank_size"] == 32 + 64 == row["bank_size"]
+    assert row["negatives_per_positive"] >= expected_negatives_per_positive(settings) == 96 - 1 - CONTEXT
+    assert 0 < row["masked_per_positive"] < CONTEXT  # a context chunk is a column only when drawn or another window's target
+
+
+def test_a_sampled_bank_larger_than_the_bank_is_refused(bank: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="--bank-negatives 100000 leaves no room"):
+        train(config(bank, tmp_path, epochs=1, loss="bank", bank_negatives=100_000))
+    with pytest.raises(ValueError, match="--hard-negatives is for --loss in_batch"):
+        config(bank, tmp_path, loss="bank", hard_negatives=2)
+
+
+def test_no_residual_trains_the_plain_head_and_an_old_checkpoint_loads_as_it_was(bank: Path, tmp_path: Path) -> None:
+    """--no-residual records residual false; a checkpoint whose model_config predates the key loads non-residual."""
+    history = train(config(bank, tmp_path, epochs=1, residual=False))
+    assert history["config"]["residual"] is False and history["config"]["model_config"]["residual"] is False
+    stored = torch.load(tmp_path / "epoch_001.pt", weights_only=True)
+    del stored["model_config"]["residual"]  # as written before the field existed
+    torch.save(stored, tmp_path / "old.pt")
+    old = load_checkpoint(tmp_path / "old.pt", expected_dim=DIM)
+    assert old.model.config.residual is False
+    contexts = np.random.default_rng(3).normal(size=(6, CONTEXT, DIM)).astype(np.float32)
+    np.testing.assert_allclose(predict(old.model, contexts), predict(load_checkpoint(tmp_path / "epoch_001.pt").model, contexts), atol=1e-6)
+
+
+def test_cli_sets_loss_bank_negatives_and_residual(bank: Path, tmp_path: Path) -> None:
+    common = ["--payload", str(bank / "payload"), "--train-data", str(bank / "train.json"), "--validation-data", str(bank / "validation.json")]
+    assert main(["--preset", "gru", "--epochs", "1", "--out", str(tmp_path), "--batch-size", "32", "--no-progress",
+                 "--loss", "bank", "--bank-negatives", "40", "--no-residual", "--temperature", "0.03", *common]) == 0
+    settings = json.loads((tmp_path / "history.json").read_text())["config"]
+    assert (settings["loss"], settings["bank_negatives"], settings["residual"], settings["temperature"]) == ("bank", 40, False, 0.03)
+
+
+def test_span_corruption_moves_the_donor_key_with_the_donor_vector(bank: Path) -> None:
+    """The bank loss masks what a context really holds: a swapped-in chunk's key comes with it."""
+    splits = load_splits(bank / "payload", bank / "train.json", bank / "validation.json", seed=0, validation_fraction=0.1)
+    rows = np.arange(0, splits.train.count, 3)[:40]
+    batch = assemble_batch(splits.train, rows, np.random.default_rng(5), span_corruption_p=1.0)
+    vectors, found = splits.payload.vectors_of(batch.context_keys)  # (B, C, D)
+    assert found.all()
+    np.testing.assert_array_equal(batch.contexts, vectors)
+    assert (batch.context_keys != splits.train.context_keys[rows]).any(axis=(1, 2)).sum() >= len(rows) // 2
+    columns = TrainingBank.of_articles(splits.payload, splits.training_articles).target_columns(splits.train)
+    bank_rows = TrainingBank.of_articles(splits.payload, splits.training_articles).rows
+    np.testing.assert_array_equal(pack_keys(splits.payload.keys[bank_rows[columns]]), pack_keys(splits.train.truth_keys))

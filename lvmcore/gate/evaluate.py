@@ -27,7 +27,10 @@ import faiss
 import numpy as np
 
 from lvmcore.gate import baselines as base
-from lvmcore.gate.decision import GateMetrics
+from lvmcore.errors import ArtifactError
+from lvmcore.gate.comparison import Comparison, compare_to_best, model_kind
+from lvmcore.gate.decision import GOOD_R_AT_5, GateMetrics
+from lvmcore.gate.intervals import rows_to_resolve
 from lvmcore.gate.report import GateFigures
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.exact import exact_search
@@ -37,6 +40,7 @@ from lvmcore.gate.metrics import (
     Retrieval,
     Separation,
     echo_rate,
+    exclude_context,
     generalization_gap,
     hit_ranks,
     ivf_exact_agreement,
@@ -45,6 +49,7 @@ from lvmcore.gate.metrics import (
     offset_peak,
     offset_range,
     retrieval_figures,
+    retrieval_intervals,
     separation,
 )
 from lvmcore.artifacts.payload import Payload
@@ -58,12 +63,14 @@ IVF_SETS = ("model", "oracle")  # the query sets whose IVF figures a gate reads:
 RIDGE_MAX_WINDOWS = 20_000  # X^T X at C*D = 3,840 features: ~300 GFLOP, under a minute on 2 cores
 HIST_BINS = np.linspace(-1.0, 1.0, 81)
 EXAMPLE_ROWS = 5
+EXCLUDE_MARGIN = 8  # extra results per query beyond 50 + C, for context keys held by several payload rows
+STRONG_R_AT_5 = 0.10  # the r_at_5 gate's 'strong' level: an eval set must tell 'good' (5%) from it
 TEXT_CHARS = 240
 
 
 @dataclass
 class QuerySetResult:
-    """One query set's figures: exact search always, IVF when the raw-payload index was searched."""
+    """One query set's figures: exact search always (raw and, with context keys, context-excluded), IVF when searched."""
 
     name: str
     exact: Retrieval
@@ -75,6 +82,8 @@ class QuerySetResult:
     ivf_ranks: np.ndarray | None = field(repr=False)
     top_rows: np.ndarray = field(repr=False)  # (M, 50) exact-search payload rows
     top_scores: np.ndarray = field(repr=False)  # (M, 50)
+    excluded: Retrieval | None = None  # the same lists with the query's own context chunks removed
+    excluded_ranks: np.ndarray | None = field(default=None, repr=False)
 
     def recall_curve(self, ivf: bool = False) -> list[float]:
         """R@k for k = 1..50."""
@@ -84,12 +93,19 @@ class QuerySetResult:
         return [float(((ranks > 0) & (ranks <= k)).mean()) for k in range(1, CONTAIN_K + 1)]
 
     def summary(self) -> dict[str, Any]:
+        """Every figure of the set, with a 95% interval `<figure>_ci` [low, high] beside each R@K and MRR."""
+        def with_intervals(prefix: str, figures: Retrieval, ranks: np.ndarray) -> dict[str, Any]:
+            out = {f"{prefix}_{k}": v for k, v in figures.as_dict().items()}
+            out |= {f"{prefix}_{k}_ci": [i.low, i.high] for k, i in retrieval_intervals(ranks).items()}
+            return out
+
         return {
             "name": self.name,
             "cosine": self.cosine,
             "echo_rate": self.echo,
             "ivf_agreement": self.ivf_agreement,
-            **{f"exact_{k}": v for k, v in self.exact.as_dict().items()},
+            **with_intervals("exact", self.exact, self.exact_ranks),
+            **(with_intervals("excluded", self.excluded, self.excluded_ranks) if self.excluded is not None else {}),
             **({f"ivf_{k}": v for k, v in self.ivf.as_dict().items()} if self.ivf else {}),
         }
 
@@ -112,11 +128,27 @@ class GateEvaluation:
     examples: list[dict[str, Any]]
     seconds: dict[str, float]
     searched: dict[str, int] = field(default_factory=dict)  # queries per pass and the bank's shape: what a speed floor needs
+    nonfinite_predictions: int = 0  # eval rows whose prediction held NaN or inf (searched as zero vectors, and failed)
+    seed: int = 0
 
     @property
     def best_baseline(self) -> QuerySetResult:
         """The baseline with the highest exact R@5 (ties: higher cosine)."""
         return max(self.baselines.values(), key=lambda r: (r.exact.r_at_5, r.cosine))
+
+    @property
+    def comparisons(self) -> dict[str, Comparison]:
+        """The model against the best baseline of each view, paired over the same rows (see `lvmcore.gate.comparison`)."""
+        out = {"raw": compare_to_best("raw", self.model.exact_ranks, {n: b.exact_ranks for n, b in self.baselines.items()}, self.seed)}
+        if self.model.excluded_ranks is not None:
+            out["context_excluded"] = compare_to_best("context_excluded", self.model.excluded_ranks, {n: b.excluded_ranks for n, b in self.baselines.items()}, self.seed)
+        return out
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        """What the comparisons make the model: (kind, sentence)."""
+        comparisons = self.comparisons
+        return model_kind(comparisons["raw"], comparisons.get("context_excluded"), self.model.echo)
 
     @property
     def offset_peak(self) -> int | None:
@@ -150,10 +182,17 @@ class GateEvaluation:
             neg_hist=self.neg_hist,
             recall_curves={name: result.recall_curve() for name, result in [("model", self.model), *self.baselines.items(), ("oracle", self.oracle)]},
             ivf_curve=self.model.recall_curve(ivf=True),
+            comparisons={view: c.as_dict() for view, c in self.comparisons.items()},
+            model_kind=self.kind[0],
+            model_kind_sentence=self.kind[1],
         )
 
-    def gate_metrics(self) -> GateMetrics:
+    def gate_metrics(self, provenance_mismatch: str | None = None, leaked_eval_articles: int | None = None) -> GateMetrics:
+        """The decision's inputs; what the checkpoint records (provenance, training articles) comes from the caller."""
         best = self.best_baseline
+        comparisons = self.comparisons
+        raw, excluded = comparisons["raw"], comparisons.get("context_excluded")
+        r5 = retrieval_intervals(self.model.exact_ranks)["r_at_5"]
         return GateMetrics(
             r_at_5=self.model.exact.r_at_5,
             r_at_1=self.model.exact.r_at_1,
@@ -165,6 +204,20 @@ class GateEvaluation:
             copy_last_r_at_5=self.baselines["copy_last"].exact.r_at_5,
             echo_rate=self.model.echo,
             offset_peak=None if not self.offset_sweep else self.offset_peak,
+            r_at_5_low=r5.low,
+            r_at_5_high=r5.high,
+            beats_low=raw.paired.interval.low,
+            beats_high=raw.paired.interval.high,
+            excluded_r_at_5=None if self.model.excluded is None else self.model.excluded.r_at_5,
+            excluded_best_baseline=None if excluded is None else excluded.baseline,
+            excluded_beats_low=None if excluded is None else excluded.paired.interval.low,
+            excluded_beats_high=None if excluded is None else excluded.paired.interval.high,
+            model_kind=self.kind[0],
+            nonfinite_predictions=self.nonfinite_predictions,
+            eval_rows=self.model.exact.count,
+            rows_needed=rows_to_resolve(GOOD_R_AT_5, STRONG_R_AT_5),
+            provenance_mismatch=provenance_mismatch,
+            leaked_eval_articles=leaked_eval_articles,
         )
 
 
@@ -182,10 +235,11 @@ class QuerySet:
 
 @dataclass
 class Found:
-    """What the one search returned for a query set: exact top-50 scores and rows, IVF top-50 rows if searched."""
+    """What the one search returned for a query set: exact top-(50 + C + margin) scores and rows
+    (deep enough to drop the query's own context chunks and keep 50), IVF top-50 rows if searched."""
 
-    scores: np.ndarray  # (M, 50)
-    rows: np.ndarray  # (M, 50)
+    scores: np.ndarray  # (M, K >= 50)
+    rows: np.ndarray  # (M, K >= 50)
     ivf_rows: np.ndarray | None = None  # (M, 50)
 
 
@@ -200,6 +254,15 @@ class Predictions:
     baseline_names: list[str]
     ridge_alpha: float | None
     seconds: dict[str, float]
+    nonfinite_predictions: int = 0
+
+
+def checked_predictions(preds: Any, rows: int, dim: int) -> np.ndarray:
+    """A predict function's output as (rows, dim) float32; any other shape is the model's error, named."""
+    preds = np.asarray(preds, dtype=np.float32)
+    if preds.shape != (rows, dim):
+        raise ArtifactError(None, f"the model returned predictions of shape {preds.shape} for {rows} contexts; expected ({rows}, {dim})")
+    return preds
 
 
 def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, ridge_windows: int, seed: int) -> Predictions:
@@ -207,7 +270,9 @@ def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: Training
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     contexts, targets = eval_set.contexts, eval_set.targets
-    model_preds = np.asarray(predict_fn(contexts), dtype=np.float32)  # (M, D)
+    model_preds = checked_predictions(predict_fn(contexts), eval_set.count, eval_set.dim)  # (M, D)
+    nonfinite = int((~np.isfinite(model_preds).all(axis=1)).sum())
+    model_preds = np.where(np.isfinite(model_preds).all(axis=1, keepdims=True), model_preds, 0.0).astype(np.float32)  # searched as misses; the count fails a gate
     seconds["predict_eval"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -228,13 +293,19 @@ def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: Training
     if train_rows is not None:
         clock = time.perf_counter()
         train_contexts, train_targets = training_data.batch(train_rows)
-        train_preds = np.asarray(predict_fn(train_contexts), dtype=np.float32)
+        train_preds = np.nan_to_num(checked_predictions(predict_fn(train_contexts), len(train_rows), eval_set.dim), nan=0.0, posinf=0.0, neginf=0.0)
         seconds["predict_train"] = time.perf_counter() - clock
         sets.append(QuerySet("train", train_preds, train_targets if bank_fn is None else bank_fn(train_targets), training_data.truth_keys[train_rows], training_data.context_keys[train_rows], bank_fn is not None))
-    return Predictions(sets, list(baseline_preds), ridge_alpha, seconds)
+    return Predictions(sets, list(baseline_preds), ridge_alpha, seconds, nonfinite)
 
 
 # --------------------------------------------------------------------------- step 2: search once
+
+
+def search_depth(sets: list[QuerySet]) -> int:
+    """Results per query of the exact pass: 50, plus room for the context chunks the excluded view drops."""
+    context = max((s.context_keys.shape[1] for s in sets if s.context_keys is not None), default=0)
+    return CONTAIN_K + (context + EXCLUDE_MARGIN if context else 0)
 
 
 def per_set(group: list[QuerySet], *arrays: np.ndarray) -> Iterator[tuple]:
@@ -253,7 +324,8 @@ def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index |
     encoded = [s for s in sets if s.encoded_bank]
     clock = time.perf_counter()
     raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
-    scores, rows = exact_search(payload.vectors, raw_queries, CONTAIN_K)
+    depth = search_depth(sets)
+    scores, rows = exact_search(payload.vectors, raw_queries, depth)
     seconds["exact_search"] = time.perf_counter() - clock
     searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
     found = {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
@@ -269,7 +341,7 @@ def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index |
         clock = time.perf_counter()
         encoded_queries = np.concatenate([s.queries for s in encoded])
         searched["encoded_queries"] = len(encoded_queries)
-        scores, rows = exact_search(payload.vectors, encoded_queries, CONTAIN_K, transform=bank_fn)
+        scores, rows = exact_search(payload.vectors, encoded_queries, search_depth(sets), transform=bank_fn)
         seconds["encoded_exact_search"] = time.perf_counter() - clock
         found |= {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(encoded, scores, rows)}
     return found, searched
@@ -280,19 +352,24 @@ def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index |
 
 def measure(s: QuerySet, found: Found, payload_keys: np.ndarray) -> QuerySetResult:
     """One query set's figures from its result lists; first-hit ranks are computed once per list."""
-    exact_ranks = hit_ranks(found.rows, payload_keys, s.truth_keys)
+    rows, scores = found.rows[:, :CONTAIN_K], found.scores[:, :CONTAIN_K]
+    exact_ranks = hit_ranks(rows, payload_keys, s.truth_keys)
     ivf_ranks = None if found.ivf_rows is None else hit_ranks(found.ivf_rows, payload_keys, s.truth_keys)
+    excluded_rows = None if s.context_keys is None else exclude_context(found.rows, payload_keys, s.context_keys)
+    excluded_ranks = None if excluded_rows is None else hit_ranks(excluded_rows, payload_keys, s.truth_keys)
     return QuerySetResult(
         name=s.name,
-        exact=retrieval_figures(found.rows, payload_keys, s.truth_keys, ranks=exact_ranks),
+        exact=retrieval_figures(rows, payload_keys, s.truth_keys, ranks=exact_ranks),
         ivf=None if found.ivf_rows is None else retrieval_figures(found.ivf_rows, payload_keys, s.truth_keys, ranks=ivf_ranks),
         cosine=mean_cosine(s.queries, s.targets),
-        echo=None if s.context_keys is None else echo_rate(found.rows[:, 0], payload_keys, s.context_keys),
+        echo=None if s.context_keys is None else echo_rate(rows[:, 0], payload_keys, s.context_keys),
         ivf_agreement=None if ivf_ranks is None else ivf_exact_agreement(ivf_ranks, exact_ranks),
         exact_ranks=exact_ranks,
         ivf_ranks=ivf_ranks,
-        top_rows=found.rows,
-        top_scores=found.scores,
+        top_rows=rows,
+        top_scores=scores,
+        excluded=None if excluded_rows is None else retrieval_figures(excluded_rows, payload_keys, s.truth_keys, ranks=excluded_ranks),
+        excluded_ranks=excluded_ranks,
     )
 
 
@@ -404,4 +481,6 @@ def evaluate(
         examples=examples(payload, eval_set, results["model"], seed),
         seconds=seconds,
         searched=searched,
+        nonfinite_predictions=predicted.nonfinite_predictions,
+        seed=seed,
     )

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lvmcore.gate.intervals import Interval, bootstrap_mean_interval, wilson_interval
 from lvmcore.keys import pack_keys, shift_keys
 from lvmcore.vectors import l2_normalize
 from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
@@ -150,6 +151,46 @@ def retrieval_figures(retrieved_rows: np.ndarray, payload_keys: np.ndarray, trut
         median_rank=float(np.median(np.where(ranks > 0, ranks, CONTAIN_K + 1))) if m else float("nan"),
         count=int(m),
     )
+
+
+def exclude_context(retrieved_rows: np.ndarray, payload_keys: np.ndarray, context_keys: np.ndarray, k: int = CONTAIN_K) -> np.ndarray:
+    """(M, k) result lists with every candidate whose key is one of the query's own context keys removed.
+
+    The "context-excluded" view: copy-last's rank 1 is always its own last context chunk, so raw
+    R@K rewards echoing. Order is kept; lists run short pad with -1 (a miss). Search deep enough
+    (k + C + a few, for duplicated keys) that k candidates survive.
+    """
+    retrieved_rows = np.asarray(retrieved_rows)
+    valid = retrieved_rows >= 0
+    codes = pack_keys(np.asarray(payload_keys)[np.where(valid, retrieved_rows, 0)])  # (M, K)
+    context_codes = pack_keys(np.asarray(context_keys, dtype=np.int64))  # (M, C)
+    keep = valid & ~(codes[:, :, None] == context_codes[:, None, :]).any(axis=2)  # (M, K)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept candidates first, in their order
+    kept = np.take_along_axis(keep, order, axis=1)
+    out = np.where(kept, np.take_along_axis(retrieved_rows, order, axis=1), -1)
+    if out.shape[1] < k:
+        out = np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=-1)
+    return out
+
+
+def hits_at(ranks: np.ndarray, k: int) -> np.ndarray:
+    """(M,) 0/1 per row: first hit at rank <= k. The per-row values a paired comparison needs."""
+    ranks = np.asarray(ranks)
+    return ((ranks > 0) & (ranks <= k)).astype(np.float64)
+
+
+def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
+    """(M,) 1/rank of the first hit, 0 without one: the per-row values behind MRR."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks > 0, 1.0 / np.maximum(ranks, 1.0), 0.0)
+
+
+def retrieval_intervals(ranks: np.ndarray, confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+    """95% intervals of R@1/5/10/50 (Wilson) and MRR (bootstrap over rows) from first-hit ranks."""
+    ranks = np.asarray(ranks)
+    out = {f"r_at_{k}": wilson_interval(int(hits_at(ranks, k).sum()), len(ranks), confidence) for k in RECALL_KS}
+    out["mrr"] = bootstrap_mean_interval(reciprocal_ranks(ranks), confidence, seed=seed)
+    return out
 
 
 def ivf_exact_agreement(ranks_index: np.ndarray, ranks_exact: np.ndarray) -> float | None:

@@ -62,3 +62,9 @@ def predictor(model: nn.Module, batch_size: int = 1024) -> tuple[PredictFn, Bank
         return encode_bank(model, vectors, batch_size=batch_size)
 
     return predict_fn, bank_fn
+
+
+def nonfinite_parameters(model: nn.Module) -> int:
+    """NaN or inf entries over the model's floating-point parameters and buffers."""
+    with torch.no_grad():
+        return int(sum(int((~torch.isfinite(t)).sum()) for t in model.state_dict().values() if torch.is_floating_point(t)))

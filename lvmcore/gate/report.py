@@ -50,6 +50,9 @@ class GateFigures:
     neg_hist: list[int] = field(default_factory=list)
     recall_curves: dict[str, list[float]] = field(default_factory=dict)  # query set -> R@k, k = 1..50, exact search
     ivf_curve: list[float] = field(default_factory=list)  # the model's R@k on IVF
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)  # view -> Comparison.as_dict()
+    model_kind: str = ""  # predictor, echoing predictor, better neighbour finder, copier, no better than the baselines
+    model_kind_sentence: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,19 +228,55 @@ def summary_table(records: list[dict[str, Any]]) -> list[str]:
     return lines if checked else ["(no thresholded checks recorded)"]
 
 
-def query_set_table(query_sets: dict[str, dict[str, Any]]) -> list[str]:
+def _pct_ci(s: dict[str, Any], name: str) -> str:
+    """A share with its 95% interval, e.g. `6.89% (4.86-9.68)`."""
+    value, ci = s.get(name), s.get(f"{name}_ci")
+    if value is None:
+        return "n/a"
+    return _pct(value) if not ci else f"{_pct(value)} ({100 * ci[0]:.2f}-{100 * ci[1]:.2f})"
+
+
+def _num_ci(s: dict[str, Any], name: str) -> str:
+    value, ci = s.get(name), s.get(f"{name}_ci")
+    if value is None:
+        return "n/a"
+    return _num(value) if not ci else f"{_num(value)} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+
+def query_set_table(query_sets: dict[str, dict[str, Any]], view: str = "exact") -> list[str]:
+    """One row per query set; R@K and MRR with their 95% intervals (Wilson; bootstrap over rows for MRR)."""
     lines = [
         "| query set | cosine | R@1 | R@5 | R@10 | R@50 | MRR | Article@50 | echo | IVF R@5 | IVF/exact agreement |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    footnote = ["", "IVF columns: the model and the oracle only, the query sets the index gates read (a two-tower model searches its own encoded bank, exactly); the others are searched exactly."]
+    footnote = ["", "In brackets: 95% intervals (Wilson for R@K, bootstrap over rows for MRR). IVF columns: the model and the oracle only, the query sets the index gates read (a two-tower model searches its own encoded bank, exactly); the others are searched exactly."]
     for name, s in query_sets.items():
+        if f"{view}_r_at_5" not in s:
+            continue
         lines.append(
-            f"| {name} | {_num(s.get('cosine'))} | {_pct(s.get('exact_r_at_1'))} | {_pct(s.get('exact_r_at_5'))} | {_pct(s.get('exact_r_at_10'))} | "
-            f"{_pct(s.get('exact_r_at_50'))} | {_num(s.get('exact_mrr'))} | {_pct(s.get('exact_article_at_50'))} | {_pct(s.get('echo_rate'))} | "
+            f"| {name} | {_num(s.get('cosine'))} | {_pct_ci(s, f'{view}_r_at_1')} | {_pct_ci(s, f'{view}_r_at_5')} | {_pct_ci(s, f'{view}_r_at_10')} | "
+            f"{_pct_ci(s, f'{view}_r_at_50')} | {_num_ci(s, f'{view}_mrr')} | {_pct(s.get(f'{view}_article_at_50'))} | {_pct(s.get('echo_rate'))} | "
             f"{_pct(s.get('ivf_r_at_5'))} | {_pct(s.get('ivf_agreement'))} |"
         )
     return lines + footnote
+
+
+def verdict_section(figures: "GateFigures") -> list[str]:
+    """What the model is, in words, and the paired comparison behind it in each view."""
+    if not figures.comparisons:
+        return []
+    lines = ["## What the model is", "", f"**{figures.model_kind}**: {figures.model_kind_sentence}.", "",
+             "| view | model R@5 | best baseline | its R@5 | difference (95% interval, paired over rows) | McNemar p | beats it |",
+             "|---|---|---|---|---|---|---|"]
+    for view, c in figures.comparisons.items():
+        interval = c.get("interval") or {}
+        lines.append(
+            f"| {view.replace('_', '-')} | {_pct(c.get('model_r_at_5'))} | {c.get('baseline')} | {_pct(c.get('baseline_r_at_5'))} | "
+            f"{100 * c.get('difference', 0):+.2f} ({100 * interval.get('low', 0):+.2f} to {100 * interval.get('high', 0):+.2f}) points | "
+            f"{_num(c.get('mcnemar_p'))} | {'yes' if c.get('beats') else 'no'} |"
+        )
+    lines += ["", "Context-excluded: each query's own context chunks are removed from its candidates before ranking; copy-last's raw rank 1 is always its own last chunk.", ""]
+    return lines
 
 
 def examples_section(examples: list[dict[str, Any]]) -> list[str]:
@@ -281,12 +320,16 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
     lines += ["## Checks", "", *summary_table(records), ""]
     if failed:
         lines += [f"{len(failed)} test(s) failed: " + ", ".join(f"`{n}`" for n in failed), ""]
+    lines += verdict_section(figures)
     if figures.query_sets:
         lines += [
             "## Retrieval: model, baselines (contexts only), oracle and training sample", "",
             "Exact search over the whole payload; hits by key (duplicate aware). The oracle queries with the truth targets: an upper bound, never a baseline.", "",
             *query_set_table(figures.query_sets), "",
         ]
+        excluded = query_set_table(figures.query_sets, view="excluded")
+        if len(excluded) > 4:
+            lines += ["### The same lists with each query's own context chunks excluded", "", *excluded[:-2], ""]
     checkpoint = figures.checkpoint
     if checkpoint.get("metrics"):
         shown = ", ".join(f"{k} {_num(v)}" for k, v in checkpoint["metrics"].items() if isinstance(v, (int, float)))

@@ -1,0 +1,53 @@
+"""What a checkpoint records about its training, against the payload and eval set it is gated on.
+
+A checkpoint trained on another payload or embedder is gated on this payload without complaint
+unless something compares the two: its R@5 here then reads as "does not beat the baseline", the
+wrong cause. Likewise a checkpoint whose training articles include eval articles makes every
+held-out figure a training figure (FAILURE_MODES row 5). Pure functions; the checks in
+`checks/test_gate_record.py` assert on them and the decision reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lvmcore.plumbing.provenance import disagreements, provenance_table
+
+
+def provenance_mismatches(checkpoint: dict[str, Any], payload_manifest: dict[str, Any], payload_hash: str, eval_provenance: dict[str, Any]) -> tuple[list[str], int]:
+    """(one sentence per disagreeing field, fields compared) between the checkpoint's provenance and the artifacts.
+
+    Fields: embedder, dim, norm, metric (as recorded by each), and the payload identity (the
+    checkpoint's `payload_hash` against this payload's content hash).
+    """
+    table = provenance_table({"checkpoint": checkpoint, "payload": payload_manifest, "eval set": eval_provenance})
+    compared = [field for field, values in table.items() if "checkpoint" in values and len(values) >= 2]
+    problems = [p for p in disagreements({f: table[f] for f in compared})]
+    recorded_hash = checkpoint.get("payload_hash")
+    if recorded_hash:
+        compared.append("payload_hash")
+        if str(recorded_hash) != str(payload_hash):
+            problems.append(f"payload_hash: checkpoint={recorded_hash}, payload={payload_hash}")
+    return problems, len(compared)
+
+
+@dataclass(frozen=True)
+class RecordedLeakage:
+    """Eval articles (and keys) among what the checkpoint says it trained on."""
+
+    eval_articles: int
+    leaked_articles: np.ndarray  # sorted article ids in both
+
+    @property
+    def count(self) -> int:
+        return int(len(self.leaked_articles))
+
+
+def recorded_leakage(training_articles: list[int] | np.ndarray, eval_articles: np.ndarray) -> RecordedLeakage:
+    """The eval set's articles that the checkpoint records among its training articles."""
+    eval_articles = np.unique(np.asarray(eval_articles, dtype=np.int64))
+    leaked = np.intersect1d(np.asarray(training_articles, dtype=np.int64), eval_articles)
+    return RecordedLeakage(eval_articles=int(len(eval_articles)), leaked_articles=leaked)
