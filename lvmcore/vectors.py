@@ -47,15 +47,25 @@ def nonfinite_rows(vectors: np.ndarray) -> np.ndarray:
     return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
-def duplicate_vector_counts(vectors: np.ndarray) -> tuple[int, int]:
-    """(rows repeating an earlier row's exact bytes, most copies of one vector), in blocks.
+def row_digests(vectors: np.ndarray) -> np.ndarray:
+    """(N,) uint64: a 64-bit hash (siphash) of every row's exact bytes, in blocks so a memory map is read once.
 
-    Rows are hashed by their bytes (64-bit siphash), so a memory-mapped bank is read once and no
-    (N, D) sort is needed.
+    Equal bytes give equal digests within one process (Python salts the hash per process, so never
+    store them); unequal rows collide with probability about 2**-64, so compare bytes after a match.
     """
     digest = np.empty(len(vectors), dtype=np.uint64)
     for start, block in iter_blocks(vectors):
-        block = np.ascontiguousarray(block)
+        block = np.ascontiguousarray(block).reshape(len(block), -1)
         digest[start : start + len(block)] = [hash(row.tobytes()) & 0xFFFFFFFFFFFFFFFF for row in block]
+    return digest
+
+
+def duplicate_vector_counts(vectors: np.ndarray) -> tuple[int, int]:
+    """(rows repeating an earlier row's exact bytes, most copies of one vector), in blocks.
+
+    Rows are hashed by their bytes (`row_digests`), so a memory-mapped bank is read once and no
+    (N, D) sort is needed.
+    """
+    digest = row_digests(vectors)
     _, counts = np.unique(digest, return_counts=True)
     return int(len(vectors) - len(counts)), int(counts.max(initial=0))

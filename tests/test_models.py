@@ -348,3 +348,18 @@ def test_transformer_position_table_does_not_drown_the_content():
     assert 0.25 < content / position < 4, f"content norm {content:.3f} vs position norm {position:.3f}: one drowns the other"
     pairwise = (pred @ pred.T).mean().item()
     assert pairwise < 0.9, f"predictions of 64 random windows have mean pairwise cosine {pairwise:.3f}: the model ignores its input"
+
+
+@pytest.mark.parametrize("name", ["mamba-xs", "gru", "two-tower"])
+def test_residual_base_is_the_last_chunk_that_article_dropout_left(name):
+    """Article dropout blanks the last k positions; the residual then starts from the last chunk still
+    there, not from a zero vector (whose normalisation has a 1/eps gradient: an infinite norm in training)."""
+    model = built(name, residual=True)
+    x = contexts(batch=6)
+    x[:3, 3:] = 0.0  # rows 0-2: the last two positions blanked
+    x[5] = 0.0  # row 5: nothing left at all
+    with torch.no_grad():
+        pred = model(x)
+    torch.testing.assert_close(pred[:3], F.normalize(x[:3, 2], dim=-1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(pred[3:5], F.normalize(x[3:5, -1], dim=-1), atol=1e-6, rtol=0)
+    assert torch.isfinite(pred).all() and torch.count_nonzero(pred[5]) == 0

@@ -13,6 +13,9 @@ from lvmcore.gate.report import GateFigures, decision_of, write_report
 METRICS = GateMetrics(
     r_at_5=0.02, r_at_1=0.01, delta=0.2, ivf_r_at_5=0.02, ivf_agreement=1.0,
     best_baseline="copy_last", best_baseline_r_at_5=0.01, copy_last_r_at_5=0.01, echo_rate=0.1, offset_peak=1,
+    r_at_5_low=0.01, r_at_5_high=0.04, beats_low=0.002, beats_high=0.02, excluded_r_at_5=0.03, excluded_best_baseline="copy_last",
+    excluded_beats_low=0.004, excluded_beats_high=0.03, model_kind="predictor", nonfinite_predictions=0, eval_rows=421, rows_needed=153,
+    provenance_mismatch=None, leaked_eval_articles=None,
 ).as_dict()
 
 

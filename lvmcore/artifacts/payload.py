@@ -20,25 +20,43 @@ import numpy as np
 
 from lvmcore.blocks import iter_blocks, take_rows
 from lvmcore.errors import ArtifactError
+from lvmcore.files import write_atomic, write_json_atomic
 from lvmcore.keys import KeyIndex
-from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.validate import (
+    decode_utf8,
+    npy_header,
+    read_bytes,
+    read_json,
+    require_file,
+    require_finite,
+    require_float32,
+    require_int,
+    require_keys_valid,
+    require_rows,
+    require_shape,
+    require_str,
+)
 
 REQUIRED_MANIFEST_FIELDS = ("embedder", "dim", "norm", "metric", "count")
 HASH_BLOCK_BYTES = 64 << 20
 
 
 def load_npy(path: Path, mmap: bool) -> np.ndarray:
-    """np.load without pickle, turning a missing or truncated file into one `ArtifactError` line."""
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
+    """np.load without pickle; the header is checked against the file's size first, so a truncated
+    or lying file is one `ArtifactError` line and allocates nothing."""
+    size = require_file(path).st_size
+    try:
+        with path.open("rb") as handle:
+            _, _, dtype, _ = npy_header(path, handle, size)
+    except OSError as exc:
+        raise ArtifactError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if dtype.hasobject:
+        raise ArtifactError(path, "cannot be read as .npy: holds Python objects (pickled); refusing to load it (a payload array is plain numbers)")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except ValueError as exc:  # truncated data, object arrays, or not a .npy at all
-        reason = str(exc).splitlines()[0]
-        if "pickle" in reason:
-            reason = "holds Python objects (pickled); refusing to load it without --allow-pickle"
-        raise ArtifactError(path, f"cannot be read as .npy: {reason}") from None
-    except (OSError, EOFError) as exc:
+    except ValueError as exc:  # a header numpy reads differently from ours
+        raise ArtifactError(path, f"cannot be read as .npy: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except (OSError, EOFError, MemoryError) as exc:
         raise ArtifactError(path, f"cannot be read as .npy (truncated or corrupt?): {exc}") from None
 
 
@@ -103,30 +121,37 @@ class Payload:
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """manifest.json: a JSON object with every required field, each of its type (`dim` an integer >= 1, ...)."""
+    if not path.exists() and not path.is_symlink():
         raise ArtifactError(path, "file not found (a payload directory needs manifest.json; see README 'Artifact formats')")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(path, f"is not valid JSON: {exc}") from None
+    manifest = read_json(path, "manifest file")
     if not isinstance(manifest, dict):
-        raise ArtifactError(path, "must hold a JSON object")
+        raise ArtifactError(path, f"must hold a JSON object, not a {type(manifest).__name__}")
     missing = [name for name in REQUIRED_MANIFEST_FIELDS if name not in manifest]
     if missing:
         raise ArtifactError(path, f"is missing field(s) {', '.join(missing)}")
+    require_int(path, "'dim'", manifest["dim"], minimum=1)
+    require_int(path, "'count'", manifest["count"], minimum=0)
+    for name in ("embedder", "norm", "metric"):
+        require_str(path, f"'{name}'", manifest[name])
+    if manifest.get("content_hash") is not None:
+        require_str(path, "'content_hash'", manifest["content_hash"])
     return manifest
 
 
 def load_texts(path: Path, count: int) -> list[str] | None:
-    if not path.is_file():
+    """texts.jsonl (optional): one {"text": str} per payload row, UTF-8."""
+    if not path.exists() and not path.is_symlink():
         return None
     texts = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                texts.append(str(json.loads(line)["text"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ArtifactError(path, f"line {number} is not a JSON object with a 'text' field") from None
+    for number, line in enumerate(read_bytes(path, "texts file").splitlines(), 1):
+        try:
+            record = json.loads(decode_utf8(path, line, where=f" (line {number})"))
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise ArtifactError(path, f"line {number} is not a JSON object with a string 'text' field")
+        texts.append(record["text"])
     if len(texts) != count:
         raise ArtifactError(path, f"has {len(texts)} texts for {count} vectors")
     return texts
@@ -138,6 +163,9 @@ def load_payload(directory: str | Path, check_finite: bool = True) -> Payload:
     if not directory.is_dir():
         if directory.suffix == ".npz":
             raise ArtifactError(directory, "is an .npz file; import it first with `python -m lvmcore.artifacts.importers payload` (public format)")
+        if directory.exists() or directory.is_symlink():
+            require_file(directory, "payload directory or public .npz")  # names a loop, a dangling link, a device
+            raise ArtifactError(directory, "is a file, not a payload directory (a public-format payload is an .npz)")
         raise ArtifactError(directory, "payload directory not found")
     manifest = load_manifest(directory / "manifest.json")
     vectors = load_npy(directory / "vectors.npy", mmap=True)
@@ -145,14 +173,17 @@ def load_payload(directory: str | Path, check_finite: bool = True) -> Payload:
     vpath, kpath = directory / "vectors.npy", directory / "keys.npy"
     require_shape(vpath, "vectors", vectors, rank=2)
     require_float32(vpath, "vectors", vectors)
+    require_rows(vpath, "vectors", vectors, "an empty payload has nothing to retrieve")
+    if vectors.shape[1] == 0:
+        raise ArtifactError(vpath, f"'vectors' has dimension 0 (shape {vectors.shape})")
     require_shape(kpath, "keys", keys, rank=2, last=2)
     require_keys_valid(kpath, "keys", keys)
     keys = keys.astype(np.int64, copy=False)
     if len(keys) != len(vectors):
         raise ArtifactError(kpath, f"has {len(keys)} keys for {len(vectors)} vectors in vectors.npy")
-    if int(manifest["dim"]) != vectors.shape[1]:
+    if manifest["dim"] != vectors.shape[1]:
         raise ArtifactError(directory / "manifest.json", f"says dim {manifest['dim']} but vectors.npy has dimension {vectors.shape[1]}")
-    if int(manifest["count"]) != len(vectors):
+    if manifest["count"] != len(vectors):
         raise ArtifactError(directory / "manifest.json", f"says count {manifest['count']} but vectors.npy has {len(vectors)} rows")
     if check_finite:
         require_finite(vpath, "vectors", vectors)
@@ -171,21 +202,24 @@ def write_payload(
     texts: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a payload directory in our format, with its manifest and content hash."""
+    """Write a payload directory in our format, with its manifest and content hash.
+
+    Every file is written atomically (`lvmcore.files`), the manifest last: a crash leaves the old
+    manifest, whose hash then disagrees with the new arrays (a plumbing check says so).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     vectors = np.asarray(vectors)
     keys = np.asarray(keys, dtype=np.int64)
     if vectors.dtype != np.float32:
         raise ValueError(f"vectors must be float32, got {vectors.dtype}")
-    np.save(directory / "vectors.npy", vectors)
-    np.save(directory / "keys.npy", keys)
+    if texts is not None and len(texts) != len(vectors):
+        raise ValueError(f"{len(texts)} texts for {len(vectors)} vectors")
+    write_atomic(directory / "vectors.npy", lambda out: np.save(out, vectors))
+    write_atomic(directory / "keys.npy", lambda out: np.save(out, keys))
     if texts is not None:
-        if len(texts) != len(vectors):
-            raise ValueError(f"{len(texts)} texts for {len(vectors)} vectors")
-        with (directory / "texts.jsonl").open("w", encoding="utf-8") as out:
-            for text in texts:
-                out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        lines = "".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in texts).encode("utf-8")
+        write_atomic(directory / "texts.jsonl", lambda out: out.write(lines))
     manifest = {
         "embedder": embedder,
         "dim": int(vectors.shape[1]),
@@ -195,6 +229,6 @@ def write_payload(
         "content_hash": content_hash(vectors, keys),
         **(extra or {}),
     }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomic(directory / "manifest.json", manifest)
     return directory
 

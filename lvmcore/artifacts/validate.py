@@ -1,8 +1,20 @@
-"""Array validation shared by every loader: each failure is an `ArtifactError` naming the file."""
+"""Validation shared by every loader: files, text, JSON, values and arrays; each failure one `ArtifactError` line.
+
+Files are checked where they are read (`require_file`, `read_text_utf8`, `read_json`), values where
+they are parsed (`require_int`, `require_str`, `require_object`), and `.npy` headers against the
+file's size before a byte of data is read (`npy_header`), so a malformed artifact is one line
+`<file>: <problem>` and never a traceback or an allocation the file cannot back.
+"""
 
 from __future__ import annotations
 
+import errno
+import json
+import math
+import os
+import stat
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -45,3 +57,136 @@ def require_keys_valid(path: Path, name: str, keys: np.ndarray) -> None:
         raise ArtifactError(path, f"'{name}' has keys out of range (article must be < 2**31, chunk < 2**32)")
 
 
+
+
+# ---- files, text and JSON -----------------------------------------------------------------------
+
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters so a hostile value cannot flood the one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_file(path: Path, what: str = "file") -> os.stat_result:
+    """A readable regular file, or one line saying what it is instead (missing, a directory, a symlink loop)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ArtifactError(path, f"is a dangling symlink (to {os.readlink(path)}), expected a {what}") from None
+        raise ArtifactError(path, f"{what} not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArtifactError(path, f"is a symlink loop, expected a {what}") from None
+        raise ArtifactError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ArtifactError(path, f"is a directory, expected a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ArtifactError(path, f"is not a regular file (a device, socket or pipe), expected a {what}")
+    return info
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    require_file(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def decode_utf8(path: Path, data: bytes, where: str = "") -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(path, f"is not UTF-8 text{where}: byte 0x{data[exc.start]:02x} at offset {exc.start}; re-save it as UTF-8") from None
+
+
+def read_text_utf8(path: Path, what: str = "file") -> str:
+    """The file's text; a file that is not UTF-8 names the first bad byte and its offset."""
+    return decode_utf8(path, read_bytes(path, what))
+
+
+def read_json(path: Path, what: str = "file", empty_hint: str = "") -> Any:
+    """The JSON value in a UTF-8 file; empty, undecodable or malformed files are one line each."""
+    data = read_bytes(path, what)
+    if not data.strip():
+        raise ArtifactError(path, f"is empty ({len(data)} bytes){empty_hint}")
+    try:
+        return json.loads(decode_utf8(path, data))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(path, f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ArtifactError(path, "is not valid JSON: nested too deeply") from None
+
+
+def require_object(path: Path | None, name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ArtifactError(path, f"{name} is {shown(value)} ({type(value).__name__}), expected a JSON object")
+    return value
+
+
+def require_str(path: Path | None, name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ArtifactError(path, f"{name} is {shown(value)} ({type(value).__name__}), expected a string")
+    return value
+
+
+def require_int(path: Path | None, name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not a bool, not a float, not a string) within [minimum, maximum]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArtifactError(path, f"{name} is {shown(value)} ({type(value).__name__}), expected an integer")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ArtifactError(path, f"{name} is {value}, expected an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ArtifactError(path, f"{name} is {value}, more than the {maximum:,} this project accepts")
+    return value
+
+
+def require_number(path: Path | None, name: str, value: Any) -> float:
+    """A finite int or float (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ArtifactError(path, f"{name} is {shown(value)}, expected a finite number")
+    return float(value)
+
+
+def require_rows(path: Path, name: str, array: np.ndarray, what: str) -> None:
+    """Refuse an artifact with no rows: every check on it would pass on nothing."""
+    if array.shape[0] == 0:
+        raise ArtifactError(path, f"'{name}' has 0 rows (shape {array.shape}): {what}")
+
+
+# ---- .npy headers ---------------------------------------------------------------------------------
+
+def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data bytes) of the `.npy` stream at `handle`, read up to its data.
+
+    `total_size` is the stream's size in bytes (None: unknown); a header whose shape needs more data
+    than follows it is refused here, so a truncated or lying file allocates nothing. Object arrays
+    (a pickle follows the header) report data bytes -1.
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy_format._read_array_header(handle, version)  # 3.0: the 2.0 header in UTF-8
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, UnicodeDecodeError, MemoryError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(path, f"is not a .npy array (bad header: {reason[:200]})") from None
+    if any(int(n) < 0 for n in shape):
+        raise ArtifactError(path, f"has a negative dimension in its header shape {shape}")
+    if dtype.hasobject:
+        return tuple(int(n) for n in shape), bool(fortran), dtype, -1
+    data_bytes = math.prod(int(n) for n in shape) * dtype.itemsize
+    if total_size is not None:
+        available = total_size - handle.tell()
+        if data_bytes > available:
+            raise ArtifactError(
+                path, f"is truncated: its header says shape {tuple(shape)} {dtype} ({data_bytes:,} bytes of data) but {max(available, 0):,} bytes follow the header"
+            )
+    return tuple(int(n) for n in shape), bool(fortran), dtype, data_bytes

@@ -1,6 +1,7 @@
 """Latent vector models: contexts (B, C, D) -> next-vector prediction (B, D), unit norm.
 
     config = PRESETS["mamba-s"](dim=768)   # or "mamba-xs", "lstm", "gru", "transformer", "two-tower"
+    config = PRESETS["gru"](dim=768, residual=True)  # normalize(last context vector + f(context)), copy-last at init
     model = build_model(config)            # or build_model(config.to_dict())
     pred = model(contexts)                 # (B, C, D) -> (B, D)
     bank = model.encode_bank(vectors)      # (N, D) -> (N, D); identity for one-tower models

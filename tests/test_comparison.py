@@ -1,0 +1,60 @@
+"""The context-excluded view and the paired model-vs-baseline comparison (lvmcore.gate.metrics, .comparison)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lvmcore.gate.comparison import compare_to_best, model_kind
+from lvmcore.gate.metrics import exclude_context, hit_ranks, hits_at
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_excluded_lists_drop_exactly_the_context_keys_and_keep_order(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = np.stack([rng.integers(0, 4, 40), rng.integers(0, 6, 40)], axis=1)  # duplicated keys on purpose
+    rows = np.stack([rng.permutation(40)[:20] for _ in range(7)])
+    rows[rng.random(rows.shape) < 0.1] = -1
+    context = np.stack([rng.integers(0, 4, (7, 3)), rng.integers(0, 6, (7, 3))], axis=2)
+    out = exclude_context(rows, keys, context, k=12)
+    assert out.shape == (7, 12)
+    for i in range(7):
+        context_set = {tuple(c) for c in context[i]}
+        expected = [r for r in rows[i] if r >= 0 and tuple(keys[r]) not in context_set][:12]  # brute force
+        assert out[i].tolist() == expected + [-1] * (12 - len(expected))
+
+
+def test_excluding_moves_the_truth_up_by_the_context_chunks_above_it() -> None:
+    keys = np.array([[0, 0], [0, 1], [0, 2], [0, 3]])
+    rows = np.array([[3, 2, 1, 0]])  # the context chunks (0,3) and (0,2) rank above the truth (0,1)
+    context = np.array([[[0, 2], [0, 3]]])
+    truth = np.array([[0, 1]])
+    assert hit_ranks(rows, keys, truth).tolist() == [3]
+    assert hit_ranks(exclude_context(rows, keys, context, k=4), keys, truth).tolist() == [1]
+
+
+def _ranks(hit_rows: int, rows: int = 400, rank: int = 1) -> np.ndarray:
+    ranks = np.zeros(rows, dtype=np.int64)
+    ranks[:hit_rows] = rank
+    return ranks
+
+
+def test_best_baseline_is_picked_per_view_and_one_row_is_not_a_win() -> None:
+    baselines = {"copy_last": _ranks(160), "mean_context": _ranks(20)}
+    comparison = compare_to_best("raw", _ranks(161), baselines)
+    assert comparison.baseline == "copy_last" and comparison.paired.difference == 1 / 400
+    assert not comparison.beats
+    assert compare_to_best("raw", _ranks(200), baselines).beats
+
+
+def test_model_kind_in_words() -> None:
+    win = compare_to_best("raw", _ranks(200), {"copy_last": _ranks(160)})
+    tie = compare_to_best("raw", _ranks(160), {"copy_last": _ranks(160)})
+    assert model_kind(win, None, echo=0.05)[0] == "predictor"
+    assert model_kind(win, None, echo=0.9)[0] == "echoing predictor"
+    assert model_kind(tie, win, echo=0.9)[0] == "better neighbour finder"
+    assert model_kind(tie, tie, echo=0.98)[0] == "copier"
+    assert model_kind(tie, tie, echo=0.1)[0] == "no better than the baselines"
+    assert hits_at(np.array([0, 1, 5, 6]), 5).tolist() == [0, 1, 1, 0]
