@@ -24,7 +24,7 @@ import pytest
 import torch
 from torch import nn
 
-import fixtures.gate as gate_plugin
+import lvmcore.gate.routes as routes
 from lvmcore.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from lvmcore.artifacts.evalset import write_eval_set
 from lvmcore.vectors import l2_normalize
@@ -167,7 +167,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def run_gate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, bank: dict[str, Path], checkpoint: Path, *extra: str, eval_name: str = "eval.npz") -> tuple[pytest.RunResult, dict[str, dict]]:
     """Run `checks/ -m gate` on `checkpoint`; returns the run and each subject's report.json."""
-    monkeypatch.setattr(gate_plugin, "load_checkpoint", load_with_test_kinds)  # the one name the gate plugin loads through
+    monkeypatch.setattr(routes, "load_checkpoint", load_with_test_kinds)  # the one name the checkpoint route loads through
     root = bank["root"]
     reports = pytester.path / "reports"
     result = pytester.runpytest_inprocess(

@@ -12,7 +12,9 @@ not run code from the file.
 
 from __future__ import annotations
 
+import pathlib
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,6 +27,8 @@ from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
 
 CHECKPOINT_FORMAT = "lvm-checkpoint/1"
+SAFE_PATH_TYPES = (pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
+FOREIGN_STATE_KEYS = {"model_state_dict", "state_dict", "model"}  # how other training scripts name their weights
 REQUIRED_FIELDS = ("model_config", "model_state")
 
 
@@ -34,8 +38,8 @@ class CheckpointRecord:
 
     path: Path
     model_config: dict[str, Any]
-    epoch: int
-    step: int
+    epoch: int | None  # None: a foreign checkpoint that does not say
+    step: int | None
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     training_articles: list[int] = field(default_factory=list)
@@ -100,17 +104,24 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     if is_zip_start and not zipfile.is_zipfile(path):
         raise ArtifactError(path, f"is truncated or corrupt: a torch zip archive without its central directory ({path.stat().st_size} bytes)")
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(SAFE_PATH_TYPES)):  # paths in a training script's args: data, not code
+            content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Weights only load failed" in first or "Unsupported global" in str(exc):
-            raise ArtifactError(path, "is not a checkpoint: it holds pickled Python objects that torch.load(weights_only=True) refuses to run") from None
+            named = _refused_global(str(exc))
+            raise ArtifactError(path, f"is not a checkpoint we can read safely: it holds pickled Python objects{named} that torch.load(weights_only=True) refuses to run; "
+                                f"to gate it, load it in your own trusted code with --model-adapter module:function, or pass --model-file / --predictions (README: Gate any model)") from None
         raise ArtifactError(path, f"is not a checkpoint: cannot be unpickled ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if is_zip_start or isinstance(exc, EOFError):
             raise ArtifactError(path, f"is truncated or corrupt: {first}") from None
         raise ArtifactError(path, f"is not a checkpoint: {first}") from None
+    if isinstance(content, dict) and "format" not in content and FOREIGN_STATE_KEYS & set(content):
+        keys = ", ".join(sorted(str(k) for k in content)[:8])
+        raise ArtifactError(path, f"is a training checkpoint of another codebase (keys {keys}): lvm-checks cannot rebuild its model class; "
+                            f"gate it with --model-adapter module:function (your loader), --model-file (an exported program) or --predictions (README: Gate any model)")
     if not isinstance(content, dict) or "format" not in content:
         kind = type(content).__name__ if not isinstance(content, dict) else "a dict without 'format'"
         raise ArtifactError(path, f"is not a checkpoint: holds {kind} (expected \"format\": \"{CHECKPOINT_FORMAT}\")")
@@ -120,6 +131,35 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ArtifactError(path, f"is missing field(s) {', '.join(missing)}")
     return content
+
+
+def _refused_global(message: str) -> str:
+    """' (pathlib.PosixPath)' when torch's refusal names the global it would not run, else ''."""
+    match = re.search(r"(?:Unsupported global: GLOBAL|global) ([\w.]+)", message)
+    return f" ({match.group(1)})" if match else ""
+
+
+def read_foreign_record(path: str | Path) -> CheckpointRecord:
+    """What a checkpoint of another codebase says about itself (epoch, val_* figures), read without running code.
+
+    Used with `--model-adapter`: the adapter rebuilds the model; this keeps the facts for the report.
+    A file that cannot be read safely gives a record with only its path.
+    """
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(list(SAFE_PATH_TYPES)):
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # the adapter loads it its own way; nothing here to report
+        content = {}
+    if not isinstance(content, dict):
+        content = {}
+    epoch, step = content.get("epoch"), content.get("step", content.get("global_step"))
+    metrics = {k: v for k, v in content.items() if isinstance(k, str) and k.startswith(("val_", "train_")) and isinstance(v, (int, float))}
+    return CheckpointRecord(
+        path=path, model_config={}, epoch=epoch if isinstance(epoch, int) else None, step=step if isinstance(step, int) else None,
+        metrics=metrics, provenance=dict(content.get("provenance", {})) if isinstance(content.get("provenance"), dict) else {},
+        training_articles=[int(a) for a in content.get("training_articles", [])] if isinstance(content.get("training_articles"), list) else [],
+    )
 
 
 def first_state_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:

@@ -11,6 +11,10 @@ Layout, version `"format": "lvm-history/1"` (a JSON object):
              val_loss, val_cosine, val_r_at_1, val_r_at_5 (numbers), checkpoint (file name),
              and any other keys (kept as they are, e.g. the gate outcome)
 The training loop (`train/loop.py`) writes it, the gate's fixtures and the report read it.
+
+Other pipelines' histories are accepted in a minimal schema: a JSON list of per-epoch objects
+(`epoch` optional, defaulting to the position + 1). Only the training-record gates read a history,
+and each skips, naming what is missing, unless the keys in `TRAINING_RECORD_KEYS` are there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from lvmcore.errors import ArtifactError
 from lvmcore.files import write_json_atomic
 
 HISTORY_FORMAT = "lvm-history/1"
+MINIMAL_FORMAT = "epoch-list"  # a bare JSON list of per-epoch objects (what other pipelines write); epoch defaults to position + 1
+TRAINING_RECORD_KEYS = {  # what each training-record gate needs, and where
+    "negatives": ("epochs[].negatives_per_positive", "config.batch_size", "config.accumulation (default 1)", "config.world_size (default 1)"),
+    "schedule": ("epochs[].lr_trace", "config.lr", "config.min_lr", "config.warmup_steps", "config.total_steps", "config.schedule"),
+}
 NUMBER_FIELDS = ("train_loss", "val_loss", "val_cosine", "val_r_at_1", "val_r_at_5")
 
 
@@ -108,6 +117,9 @@ class TrainingHistory:
 
     @classmethod
     def from_dict(cls, path: Path | None, data: Any) -> "TrainingHistory":
+        if isinstance(data, list):  # the minimal schema other pipelines write: one object per epoch
+            rows = [dict(row, epoch=row.get("epoch", i + 1)) if isinstance(row, dict) else row for i, row in enumerate(data)]
+            return cls(config={}, epochs=[EpochRecord.from_dict(path, row, i) for i, row in enumerate(rows)], format=MINIMAL_FORMAT)
         if not isinstance(data, dict) or data.get("format") != HISTORY_FORMAT:
             raise ArtifactError(path, f'is not a training history (expected "format": "{HISTORY_FORMAT}")')
         config = data.get("config", {})

@@ -265,12 +265,17 @@ def checked_predictions(preds: Any, rows: int, dim: int) -> np.ndarray:
     return preds
 
 
-def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, ridge_windows: int, seed: int) -> Predictions:
-    """The model's predictions on the eval set, the context-only baselines, the oracle, and the model on training windows."""
+def query_sets(predict_fn: PredictFn | None, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, ridge_windows: int, seed: int,
+               stored_eval: np.ndarray | None = None, stored_train: tuple[np.ndarray, np.ndarray] | None = None) -> Predictions:
+    """The model's predictions on the eval set, the context-only baselines, the oracle, and the model on training windows.
+
+    stored_eval / stored_train: predictions made elsewhere (a predictions file) instead of `predict_fn`;
+    without stored training predictions and without `predict_fn` there is no training set.
+    """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     contexts, targets = eval_set.contexts, eval_set.targets
-    model_preds = checked_predictions(predict_fn(contexts), eval_set.count, eval_set.dim)  # (M, D)
+    model_preds = checked_predictions(predict_fn(contexts) if stored_eval is None else stored_eval, eval_set.count, eval_set.dim)  # (M, D)
     nonfinite = int((~np.isfinite(model_preds).all(axis=1)).sum())
     model_preds = np.where(np.isfinite(model_preds).all(axis=1, keepdims=True), model_preds, 0.0).astype(np.float32)  # searched as misses; the count fails a gate
     seconds["predict_eval"] = time.perf_counter() - clock
@@ -278,25 +283,38 @@ def query_sets(predict_fn: PredictFn, eval_set: EvalSet, training_data: Training
     clock = time.perf_counter()
     baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
     ridge_alpha = None
-    train_rows = None
     if training_data is not None and training_data.count > 0:
         ridge = base.fit_ridge(training_data.batch, sample_rows(training_data.count, ridge_windows, seed))
         ridge_alpha = ridge.alpha
         baseline_preds["ridge"] = ridge(contexts)
-        train_rows = sample_rows(training_data.count, train_sample, seed + 1)
     seconds["baselines"] = time.perf_counter() - clock
 
     bank_targets = targets if bank_fn is None else bank_fn(targets)
     sets = [QuerySet(name, preds, targets, eval_set.truth_keys, eval_set.context_keys, False) for name, preds in baseline_preds.items()]
     sets.append(QuerySet("oracle", l2_normalize(targets), targets, eval_set.truth_keys, eval_set.context_keys, False))
     sets.append(QuerySet("model", model_preds, bank_targets, eval_set.truth_keys, eval_set.context_keys, bank_fn is not None))
-    if train_rows is not None:
+    if training_data is not None and training_data.count > 0 and (stored_train is not None or predict_fn is not None):
         clock = time.perf_counter()
-        train_contexts, train_targets = training_data.batch(train_rows)
-        train_preds = np.nan_to_num(checked_predictions(predict_fn(train_contexts), len(train_rows), eval_set.dim), nan=0.0, posinf=0.0, neginf=0.0)
+        if stored_train is not None:
+            train_rows, train_raw = stored_train_rows(stored_train, training_data.count)
+            train_contexts, train_targets = training_data.batch(train_rows)
+        else:
+            train_rows = sample_rows(training_data.count, train_sample, seed + 1)
+            train_contexts, train_targets = training_data.batch(train_rows)
+            train_raw = predict_fn(train_contexts)
+        train_preds = np.nan_to_num(checked_predictions(train_raw, len(train_rows), eval_set.dim), nan=0.0, posinf=0.0, neginf=0.0)
         seconds["predict_train"] = time.perf_counter() - clock
         sets.append(QuerySet("train", train_preds, train_targets if bank_fn is None else bank_fn(train_targets), training_data.truth_keys[train_rows], training_data.context_keys[train_rows], bank_fn is not None))
     return Predictions(sets, list(baseline_preds), ridge_alpha, seconds, nonfinite)
+
+
+def stored_train_rows(stored: tuple[np.ndarray, np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stored (window rows, predictions) sorted by row, checked against the training data's window count."""
+    rows, preds = np.asarray(stored[0], dtype=np.int64), np.asarray(stored[1])
+    if len(rows) and (rows.min() < 0 or rows.max() >= count):
+        raise ArtifactError(None, f"stored train_rows run {rows.min()}..{rows.max()}, the training data has {count} windows")
+    order = np.argsort(rows, kind="stable")
+    return rows[order], preds[order]
 
 
 # --------------------------------------------------------------------------- step 2: search once
@@ -432,7 +450,7 @@ def examples(payload: Payload, eval_set: EvalSet, result: QuerySetResult, seed: 
 
 
 def evaluate(
-    predict_fn: PredictFn,
+    predict_fn: PredictFn | None,
     payload: Payload,
     eval_set: EvalSet,
     *,
@@ -443,13 +461,18 @@ def evaluate(
     train_sample: int = 2000,
     ridge_windows: int = RIDGE_MAX_WINDOWS,
     seed: int = 0,
+    stored_eval: np.ndarray | None = None,
+    stored_train: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> GateEvaluation:
     """All gate metrics of one model: `predict_fn` maps contexts (M, C, D) to predictions (M, D).
 
     bank_fn: the two-tower payload encoder (None: one tower, the bank is the payload itself).
     training_data: needed for the ridge baseline and the generalization gap (both skipped without it).
+    stored_eval, stored_train: predictions from a file instead of `predict_fn` (which may then be None).
     """
-    predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed)  # step 1
+    if predict_fn is None and stored_eval is None:
+        raise ValueError("evaluate needs predict_fn or stored_eval")
+    predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed, stored_eval, stored_train)  # step 1
     seconds = predicted.seconds
     found, searched = search_once(predicted.sets, payload, ivf_index, nprobe, bank_fn, seconds)  # step 2
 

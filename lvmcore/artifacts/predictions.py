@@ -1,0 +1,137 @@
+"""A predictions file: a model's predicted vectors for the eval rows, so any framework can be gated.
+
+Layout, an `.npz` (no pickles, read with `allow_pickle=False`):
+    eval_predictions   (M, D) float32: row i is the prediction for eval row i (not normalised: we normalise)
+    eval_set_hash      str: `eval_set_fingerprint` of the eval set the rows belong to (ties the file to it)
+    train_predictions  (S, D) float32, optional: predictions for training windows, for the generalization gap
+    train_rows         (S,) int64, optional with train_predictions: their window indices in the training
+                       data the suite is given (`--train-data`), in its order
+    provenance         str, optional: JSON (embedder, dim, norm, metric, payload_hash, training_articles)
+Write one with `write_predictions`, or with numpy alone: the fingerprint is printed by
+`python -m lvmcore.artifacts.predictions fingerprint EVAL.npz`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lvmcore.artifacts.evalset import EvalSet, load_eval_set
+from lvmcore.artifacts.validate import require_float32, require_integer, require_shape
+from lvmcore.blocks import iter_blocks
+from lvmcore.errors import ArtifactError
+from lvmcore.files import write_atomic
+
+FORMAT_ARRAYS = ("eval_predictions", "eval_set_hash")
+
+
+def eval_set_fingerprint(eval_set: EvalSet) -> str:
+    """blake2b-128 of the eval set's contexts, targets and truth keys (float32 / int64 bytes, in row order).
+
+    The keys are hashed as int64 whatever width the file stored, so a public int32 eval set and its
+    widened copy share one fingerprint. Contexts are read in blocks (a memory map is not copied).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for array, dtype in ((eval_set.contexts, np.float32), (eval_set.targets, np.float32), (eval_set.truth_keys, np.int64)):
+        digest.update(str(array.shape).encode())
+        for _, block in iter_blocks(array.reshape(len(array), -1) if len(array) else array.reshape(0, 1)):
+            digest.update(np.ascontiguousarray(block, dtype=dtype).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Predictions:
+    """A model's predictions, checked against the eval set they claim to belong to."""
+
+    path: Path
+    eval_predictions: np.ndarray  # (M, D) float32
+    train_predictions: np.ndarray | None = None  # (S, D)
+    train_rows: np.ndarray | None = None  # (S,)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def load_predictions(path: str | Path, eval_set: EvalSet) -> Predictions:
+    """Read a predictions `.npz` for `eval_set`; a file of other rows or shapes is one `ArtifactError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(path, "predictions file not found" if not path.exists() else "is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in FORMAT_ARRAYS if name not in archive.files]
+            if missing:
+                raise ArtifactError(path, f"is not a predictions file: missing {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'})")
+            arrays = {name: archive[name] for name in archive.files}
+    except ArtifactError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "pickle" in reason:
+            reason = "an array holds pickled Python objects; predictions files hold numbers and strings only"
+        raise ArtifactError(path, f"cannot be read as .npz: {reason}") from None
+    preds = arrays["eval_predictions"]
+    require_shape(path, "eval_predictions", preds, rank=2, last=eval_set.dim)
+    require_float32(path, "eval_predictions", preds)
+    if len(preds) != eval_set.count:
+        raise ArtifactError(path, f"holds {len(preds)} eval predictions, the eval set {eval_set.path} has {eval_set.count} rows")
+    recorded = str(arrays["eval_set_hash"])
+    actual = eval_set_fingerprint(eval_set)
+    if recorded != actual:
+        raise ArtifactError(path, f"was made for another eval set (eval_set_hash {recorded}, {eval_set.path} is {actual}): predict the rows of this eval set")
+    train_preds = arrays.get("train_predictions")
+    train_rows = arrays.get("train_rows")
+    if (train_preds is None) != (train_rows is None):
+        raise ArtifactError(path, "has train_predictions without train_rows (or the reverse): both or neither")
+    if train_preds is not None:
+        require_shape(path, "train_predictions", train_preds, rank=2, last=eval_set.dim)
+        require_float32(path, "train_predictions", train_preds)
+        require_shape(path, "train_rows", train_rows, rank=1)
+        require_integer(path, "train_rows", train_rows)
+        if len(train_rows) != len(train_preds):
+            raise ArtifactError(path, f"has {len(train_preds)} train_predictions but {len(train_rows)} train_rows")
+    provenance: dict[str, Any] = {}
+    if "provenance" in arrays:
+        try:
+            provenance = json.loads(str(arrays["provenance"]))
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(path, f"'provenance' is not JSON: {exc}") from None
+        if not isinstance(provenance, dict):
+            raise ArtifactError(path, "'provenance' is not a JSON object")
+    return Predictions(path, preds, train_preds, None if train_rows is None else train_rows.astype(np.int64), provenance)
+
+
+def write_predictions(path: str | Path, eval_set: EvalSet, eval_predictions: np.ndarray, train_predictions: np.ndarray | None = None,
+                      train_rows: np.ndarray | None = None, provenance: dict[str, Any] | None = None) -> Path:
+    """Write a predictions file for `eval_set` (atomically)."""
+    arrays: dict[str, Any] = {"eval_predictions": np.asarray(eval_predictions, dtype=np.float32), "eval_set_hash": np.array(eval_set_fingerprint(eval_set))}
+    if train_predictions is not None:
+        arrays["train_predictions"] = np.asarray(train_predictions, dtype=np.float32)
+        arrays["train_rows"] = np.asarray(train_rows, dtype=np.int64)
+    if provenance:
+        arrays["provenance"] = np.array(json.dumps(provenance))
+    return write_atomic(path, lambda out: np.savez(out, **arrays))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lvmcore.artifacts.predictions", description="Predictions files for `pytest checks -m gate --predictions`.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fingerprint = sub.add_parser("fingerprint", help="print the eval_set_hash a predictions file for this eval set must carry")
+    fingerprint.add_argument("eval_set")
+    args = parser.parse_args(argv)
+    try:
+        print(eval_set_fingerprint(load_eval_set(args.eval_set)))
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
