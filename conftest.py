@@ -8,4 +8,5 @@ pytest_plugins = [
     "fixtures.recorder",
     "fixtures.thresholds",
     "fixtures.gate",
+    "fixtures.progress",
 ]

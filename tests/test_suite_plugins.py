@@ -135,3 +135,29 @@ def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: py
     pytester.makepyfile(test_marker_only="import pytest\n\n@pytest.mark.threshold('x', minimum=0)\ndef test_x():\n    pass\n")
     without = pytester.runpytest_subprocess("test_marker_only.py", "-p", "no:cacheprovider", "--strict-markers")  # no plugins: the marker is unknown
     assert without.ret != 0 and "not found in `markers` configuration option" in without.stdout.str()
+
+
+PHASED_TEST = """
+from lvmcore.progress import phase
+
+def test_work():
+    with phase("demo work", total=2) as step:
+        step()
+        step()
+"""
+
+
+def test_long_phases_are_shown_once_each_and_not_under_quiet(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fixtures.progress
+
+    monkeypatch.setattr(fixtures.progress, "MIN_SECONDS", 0.0)  # every phase counts as long here
+    pytester.makepyfile(PHASED_TEST)
+    shown = pytester.runpytest_inprocess("-p", "fixtures.progress", "-p", "no:cacheprovider")
+    shown.assert_outcomes(passed=1)
+    assert shown.stdout.str().count("lvm-checks: demo work 100%") == 1, shown.stdout.str()
+    quiet = pytester.runpytest_inprocess("-p", "fixtures.progress", "-p", "no:cacheprovider", "-q")
+    quiet.assert_outcomes(passed=1)
+    assert "lvm-checks: demo work" not in quiet.stdout.str()
+    monkeypatch.setattr(fixtures.progress, "MIN_SECONDS", 60.0)  # short phases stay silent
+    short = pytester.runpytest_inprocess("-p", "fixtures.progress", "-p", "no:cacheprovider")
+    assert "lvm-checks: demo work" not in short.stdout.str()

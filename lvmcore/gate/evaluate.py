@@ -54,6 +54,7 @@ from lvmcore.gate.metrics import (
 )
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
+from lvmcore.progress import phase
 from lvmcore.sampling import sample_rows
 from lvmcore.vectors import l2_normalize
 
@@ -472,7 +473,8 @@ def evaluate(
     """
     if predict_fn is None and stored_eval is None:
         raise ValueError("evaluate needs predict_fn or stored_eval")
-    predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed, stored_eval, stored_train)  # step 1
+    with phase(f"gate: predict and baselines ({eval_set.count:,} eval rows)"):
+        predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed, stored_eval, stored_train)  # step 1
     seconds = predicted.seconds
     found, searched = search_once(predicted.sets, payload, ivf_index, nprobe, bank_fn, seconds)  # step 2
 

@@ -17,8 +17,9 @@ import faiss
 import numpy as np
 
 from lvmcore.artifacts.payload import Payload
-from lvmcore.blocks import gather_rows, iter_blocks
+from lvmcore.blocks import ROW_BLOCK, gather_rows, iter_blocks
 from lvmcore.errors import ArtifactError
+from lvmcore.progress import phase
 from lvmcore.sampling import sample_rows
 
 DEFAULT_NPROBE = 64
@@ -57,9 +58,12 @@ def build_ivf(payload_vectors: np.ndarray, build: IVFBuild) -> faiss.IndexIVFFla
     index.cp.seed = build.seed
     index.cp.niter = build.train_iterations
     index.cp.max_points_per_centroid = build.train_points_per_list
-    index.train(gather_rows(payload_vectors, training_rows))
-    for _, block in iter_blocks(payload_vectors):
-        index.add(np.ascontiguousarray(block))
+    with phase(f"IVF k-means ({nlist:,} lists, {len(training_rows):,} points, {build.train_iterations} iterations)"):
+        index.train(gather_rows(payload_vectors, training_rows))
+    with phase(f"IVF add ({count:,} rows)", total=-(-count // ROW_BLOCK)) as step:
+        for _, block in iter_blocks(payload_vectors):
+            index.add(np.ascontiguousarray(block))
+            step()
     return index
 
 
