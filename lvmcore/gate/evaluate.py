@@ -1,16 +1,15 @@
-"""Every gate metric of one checkpoint, in four steps: predict -> search once -> metrics -> report data.
+"""Every gate metric of one checkpoint, in four steps: predict -> search -> metrics -> report data.
 
-`evaluate` reads top to bottom as those steps: `query_sets` builds every query set (the model,
-the baselines, the oracle, the training sample), `search_once` searches them, `measure` turns each
-set's result lists into its figures, and `report_data` adds what only the report shows. All query sets of a checkpoint (the model on the eval set, the three context-only baselines, the
-oracle, the model on a sample of training windows) are concatenated and searched in ONE blockwise
-exact pass over the payload memory map (`lvmcore.search.ivf.exact_search`); the model's and the
-oracle's queries, whose IVF figures the gates read, also go through ONE IVF search (IVF-Flat
-search is memory-bound: at seed scale the baselines' and training sample's 18,000 IVF queries
-would add a third to the gate's time for figures no gate uses). Every metric is then computed
-from those result lists. The model enters as `predict_fn(contexts) ->
-preds`, so the maths is tested with plain numpy "models" (copy-last, random, oracle) and the
-checks pass a loaded checkpoint's `predict`.
+`evaluate` reads top to bottom as those steps. What does not depend on the model (the three
+context-only baselines and the oracle) is built and searched once by `fixed_results` and passed
+back in for every further checkpoint (`lvmcore.gate.fixed_sets` caches it on disk by content
+hashes), so a checkpoint costs only its own queries: the model on the eval set and on a sample of
+training windows, searched in ONE blockwise exact pass over the payload memory map
+(`lvmcore.search.exact.exact_search`) and, for the model and the oracle, whose IVF figures the gates
+read, ONE IVF search. `measure` turns each set's result lists into its figures, raw and with the
+query's own context chunks excluded. The model enters as `predict_fn(contexts) -> preds`, so the
+maths is tested with plain numpy "models" (copy-last, random, oracle) and the checks pass a loaded
+checkpoint's `predict`.
 
 Two-tower models search `bank_fn(payload)` (their payload tower) instead of the raw payload; their
 query sets are searched in a second streamed pass that encodes the bank block by block (no
@@ -248,14 +247,23 @@ class Found:
 
 
 @dataclass
-class Predictions:
-    """Every query set of one evaluation, and what building them measured."""
+class FixedResults:
+    """The query sets that do not depend on the model (the baselines and the oracle) and their search results.
 
-    sets: list[QuerySet]
-    baseline_names: list[str]
+    Computed once per (payload, eval set, training data, search settings) and reused for every
+    checkpoint: in one session through the gate fixture, across sessions through
+    `lvmcore.gate.fixed_sets` (an on-disk cache keyed by content hashes).
+    """
+
+    sets: list[QuerySet]  # the baselines, then the oracle
+    found: dict[str, Found]
     ridge_alpha: float | None
     seconds: dict[str, float]
-    nonfinite_predictions: int = 0
+    searched: dict[str, int]
+
+    @property
+    def baseline_names(self) -> list[str]:
+        return [s.name for s in self.sets if s.name != "oracle"]
 
 
 def checked_predictions(preds: Any, rows: int, dim: int) -> np.ndarray:
@@ -266,34 +274,50 @@ def checked_predictions(preds: Any, rows: int, dim: int) -> np.ndarray:
     return preds
 
 
-def query_sets(predict_fn: PredictFn | None, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, ridge_windows: int, seed: int,
-               stored_eval: np.ndarray | None = None, stored_train: tuple[np.ndarray, np.ndarray] | None = None) -> Predictions:
-    """The model's predictions on the eval set, the context-only baselines, the oracle, and the model on training windows.
+def fixed_results(payload: Payload, eval_set: EvalSet, training_data: TrainingData | None, ivf_index: faiss.Index | None, nprobe: int | None,
+                  ridge_windows: int = RIDGE_MAX_WINDOWS, seed: int = 0) -> FixedResults:
+    """Build and search the baselines (contexts only) and the oracle (truth targets as queries)."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    contexts, targets = eval_set.contexts, eval_set.targets
+    baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
+    ridge_alpha = None
+    if training_data is not None and training_data.count > 0:
+        with phase(f"gate: ridge baseline ({min(training_data.count, ridge_windows):,} training windows)"):
+            ridge = base.fit_ridge(training_data.batch, sample_rows(training_data.count, ridge_windows, seed))
+        ridge_alpha = ridge.alpha
+        baseline_preds["ridge"] = ridge(contexts)
+    seconds["baselines"] = time.perf_counter() - clock
+    sets = [QuerySet(name, preds, targets, eval_set.truth_keys, eval_set.context_keys, False) for name, preds in baseline_preds.items()]
+    sets.append(QuerySet("oracle", l2_normalize(targets), targets, eval_set.truth_keys, eval_set.context_keys, False))
+    found, searched = search_once(sets, payload, ivf_index, nprobe, None, seconds, search_depth(eval_set))
+    return FixedResults(sets, found, ridge_alpha, seconds, searched)
+
+
+@dataclass
+class ModelSets:
+    """The model's query sets (eval rows, and training windows when there are any) and what building them measured."""
+
+    sets: list[QuerySet]
+    seconds: dict[str, float]
+    nonfinite_predictions: int = 0
+
+
+def model_query_sets(predict_fn: PredictFn | None, eval_set: EvalSet, training_data: TrainingData | None, bank_fn: BankFn | None, train_sample: int, seed: int,
+                     stored_eval: np.ndarray | None = None, stored_train: tuple[np.ndarray, np.ndarray] | None = None) -> ModelSets:
+    """The model's predictions on the eval set and on a sample of training windows.
 
     stored_eval / stored_train: predictions made elsewhere (a predictions file) instead of `predict_fn`;
     without stored training predictions and without `predict_fn` there is no training set.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    contexts, targets = eval_set.contexts, eval_set.targets
-    model_preds = checked_predictions(predict_fn(contexts) if stored_eval is None else stored_eval, eval_set.count, eval_set.dim)  # (M, D)
-    nonfinite = int((~np.isfinite(model_preds).all(axis=1)).sum())
-    model_preds = np.where(np.isfinite(model_preds).all(axis=1, keepdims=True), model_preds, 0.0).astype(np.float32)  # searched as misses; the count fails a gate
+    model_preds = checked_predictions(predict_fn(eval_set.contexts) if stored_eval is None else stored_eval, eval_set.count, eval_set.dim)  # (M, D)
+    finite = np.isfinite(model_preds).all(axis=1)
+    model_preds = np.where(finite[:, None], model_preds, 0.0).astype(np.float32)  # searched as misses; the count fails a gate
     seconds["predict_eval"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
-    ridge_alpha = None
-    if training_data is not None and training_data.count > 0:
-        ridge = base.fit_ridge(training_data.batch, sample_rows(training_data.count, ridge_windows, seed))
-        ridge_alpha = ridge.alpha
-        baseline_preds["ridge"] = ridge(contexts)
-    seconds["baselines"] = time.perf_counter() - clock
-
-    bank_targets = targets if bank_fn is None else bank_fn(targets)
-    sets = [QuerySet(name, preds, targets, eval_set.truth_keys, eval_set.context_keys, False) for name, preds in baseline_preds.items()]
-    sets.append(QuerySet("oracle", l2_normalize(targets), targets, eval_set.truth_keys, eval_set.context_keys, False))
-    sets.append(QuerySet("model", model_preds, bank_targets, eval_set.truth_keys, eval_set.context_keys, bank_fn is not None))
+    bank_targets = eval_set.targets if bank_fn is None else bank_fn(eval_set.targets)
+    sets = [QuerySet("model", model_preds, bank_targets, eval_set.truth_keys, eval_set.context_keys, bank_fn is not None)]
     if training_data is not None and training_data.count > 0 and (stored_train is not None or predict_fn is not None):
         clock = time.perf_counter()
         if stored_train is not None:
@@ -306,7 +330,7 @@ def query_sets(predict_fn: PredictFn | None, eval_set: EvalSet, training_data: T
         train_preds = np.nan_to_num(checked_predictions(train_raw, len(train_rows), eval_set.dim), nan=0.0, posinf=0.0, neginf=0.0)
         seconds["predict_train"] = time.perf_counter() - clock
         sets.append(QuerySet("train", train_preds, train_targets if bank_fn is None else bank_fn(train_targets), training_data.truth_keys[train_rows], training_data.context_keys[train_rows], bank_fn is not None))
-    return Predictions(sets, list(baseline_preds), ridge_alpha, seconds, nonfinite)
+    return ModelSets(sets, seconds, int((~finite).sum()))
 
 
 def stored_train_rows(stored: tuple[np.ndarray, np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,10 +345,9 @@ def stored_train_rows(stored: tuple[np.ndarray, np.ndarray], count: int) -> tupl
 # --------------------------------------------------------------------------- step 2: search once
 
 
-def search_depth(sets: list[QuerySet]) -> int:
-    """Results per query of the exact pass: 50, plus room for the context chunks the excluded view drops."""
-    context = max((s.context_keys.shape[1] for s in sets if s.context_keys is not None), default=0)
-    return CONTAIN_K + (context + EXCLUDE_MARGIN if context else 0)
+def search_depth(eval_set: EvalSet) -> int:
+    """Results per query of the exact passes: 50, plus room for the context chunks the excluded view drops."""
+    return CONTAIN_K + (eval_set.context_length + EXCLUDE_MARGIN if eval_set.context_keys is not None else 0)
 
 
 def per_set(group: list[QuerySet], *arrays: np.ndarray) -> Iterator[tuple]:
@@ -335,19 +358,22 @@ def per_set(group: list[QuerySet], *arrays: np.ndarray) -> Iterator[tuple]:
         start += len(s.queries)
 
 
-def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index | None, nprobe: int | None, bank_fn: BankFn | None, seconds: dict[str, float]) -> tuple[dict[str, Found], dict[str, int]]:
+def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index | None, nprobe: int | None, bank_fn: BankFn | None,
+                seconds: dict[str, float], depth: int) -> tuple[dict[str, Found], dict[str, int]]:
     """ONE exact pass over the payload for every raw-bank set, ONE IVF search for the sets in IVF_SETS,
     and one streamed pass over the encoded bank for a two-tower model's sets. Returns each set's
     `Found` and what was searched (queries per pass, the bank's shape: what a speed floor needs)."""
     raw = [s for s in sets if not s.encoded_bank]
     encoded = [s for s in sets if s.encoded_bank]
-    clock = time.perf_counter()
-    raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
-    depth = search_depth(sets)
-    scores, rows = exact_search(payload.vectors, raw_queries, depth)
-    seconds["exact_search"] = time.perf_counter() - clock
-    searched = {"exact_queries": len(raw_queries), "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
-    found = {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
+    searched = {"exact_queries": 0, "encoded_queries": 0, "ivf_queries": 0, "payload_rows": payload.count, "dim": payload.dim}
+    found: dict[str, Found] = {}
+    if raw:
+        clock = time.perf_counter()
+        raw_queries = np.concatenate([s.queries for s in raw]).astype(np.float32)  # (sum M, D)
+        scores, rows = exact_search(payload.vectors, raw_queries, depth)
+        seconds["exact_search"] = time.perf_counter() - clock
+        searched["exact_queries"] = len(raw_queries)
+        found |= {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(raw, scores, rows)}
     ivf_group = [s for s in raw if s.name in IVF_SETS]
     if ivf_index is not None and ivf_group:
         clock = time.perf_counter()
@@ -360,7 +386,7 @@ def search_once(sets: list[QuerySet], payload: Payload, ivf_index: faiss.Index |
         clock = time.perf_counter()
         encoded_queries = np.concatenate([s.queries for s in encoded])
         searched["encoded_queries"] = len(encoded_queries)
-        scores, rows = exact_search(payload.vectors, encoded_queries, search_depth(sets), transform=bank_fn)
+        scores, rows = exact_search(payload.vectors, encoded_queries, depth, transform=bank_fn)
         seconds["encoded_exact_search"] = time.perf_counter() - clock
         found |= {name: Found(set_scores, set_rows) for name, set_scores, set_rows in per_set(encoded, scores, rows)}
     return found, searched
@@ -464,36 +490,46 @@ def evaluate(
     seed: int = 0,
     stored_eval: np.ndarray | None = None,
     stored_train: tuple[np.ndarray, np.ndarray] | None = None,
+    fixed: FixedResults | None = None,
 ) -> GateEvaluation:
     """All gate metrics of one model: `predict_fn` maps contexts (M, C, D) to predictions (M, D).
 
     bank_fn: the two-tower payload encoder (None: one tower, the bank is the payload itself).
     training_data: needed for the ridge baseline and the generalization gap (both skipped without it).
     stored_eval, stored_train: predictions from a file instead of `predict_fn` (which may then be None).
+    fixed: the baselines' and oracle's results from an earlier call on the same artifacts (`fixed_results`);
+    without it they are computed here. Either way only the model's own queries are searched for it.
     """
     if predict_fn is None and stored_eval is None:
         raise ValueError("evaluate needs predict_fn or stored_eval")
-    with phase(f"gate: predict and baselines ({eval_set.count:,} eval rows)"):
-        predicted = query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, ridge_windows, seed, stored_eval, stored_train)  # step 1
-    seconds = predicted.seconds
-    found, searched = search_once(predicted.sets, payload, ivf_index, nprobe, bank_fn, seconds)  # step 2
+    if fixed is None:  # step 1a: what does not depend on the model
+        fixed = fixed_results(payload, eval_set, training_data, ivf_index, nprobe, ridge_windows, seed)
+    with phase(f"gate: predict ({eval_set.count:,} eval rows)"):  # step 1b: the model's queries
+        model_sets = model_query_sets(predict_fn, eval_set, training_data, bank_fn, train_sample, seed, stored_eval, stored_train)
+    seconds = {**fixed.seconds, **model_sets.seconds}
+    found, searched = search_once(model_sets.sets, payload, ivf_index, nprobe, bank_fn, seconds, search_depth(eval_set))  # step 2
+    found = {**fixed.found, **found}
+    searched = {"exact_queries": searched["exact_queries"], "encoded_queries": searched["encoded_queries"], "ivf_queries": searched["ivf_queries"],
+                "fixed_exact_queries": fixed.searched["exact_queries"], "fixed_ivf_queries": fixed.searched["ivf_queries"],
+                "payload_rows": payload.count, "dim": payload.dim}
 
     clock = time.perf_counter()  # step 3
-    results = {s.name: measure(s, found[s.name], payload.keys) for s in predicted.sets}
-    model_set = next(s for s in predicted.sets if s.name == "model")
+    sets = [*fixed.sets, *model_sets.sets]
+    results = {s.name: measure(s, found[s.name], payload.keys) for s in sets}
+    model_set = model_sets.sets[0]
     sep = separation(model_set.queries, model_set.targets, seed=seed)
     sweep = sweep_copy = {}
     if eval_set.context_keys is not None:
         last = eval_set.context_keys[:, -1, :]
         sweep = offset_sweep(payload, model_set.queries, last, eval_set.context_length, bank_fn)
-        copy_last = next(s for s in predicted.sets if s.name == "copy_last")
+        copy_last = next(s for s in fixed.sets if s.name == "copy_last")
         sweep_copy = offset_sweep(payload, copy_last.queries, last, eval_set.context_length, None)
     pos_hist, neg_hist = cosine_histograms(model_set.queries, model_set.targets)  # step 4
     seconds["metrics"] = time.perf_counter() - clock
 
     return GateEvaluation(
         model=results["model"],
-        baselines={name: results[name] for name in predicted.baseline_names},
+        baselines={name: results[name] for name in fixed.baseline_names},
         oracle=results["oracle"],
         train=results.get("train"),
         separation=sep,
@@ -501,11 +537,11 @@ def evaluate(
         neg_hist=neg_hist,
         offset_sweep=sweep,
         offset_sweep_copy_last=sweep_copy,
-        ridge_alpha=predicted.ridge_alpha,
+        ridge_alpha=fixed.ridge_alpha,
         nprobe=nprobe,
         examples=examples(payload, eval_set, results["model"], seed),
         seconds=seconds,
         searched=searched,
-        nonfinite_predictions=predicted.nonfinite_predictions,
+        nonfinite_predictions=model_sets.nonfinite_predictions,
         seed=seed,
     )
