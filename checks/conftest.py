@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, training_data  # noqa: F401  (fixtures)
+from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, plumbing_index, training_data  # noqa: F401  (fixtures)
 from fixtures.gate import checkpoint_nonfinite_weights, checkpoint_record, gate_cache, gate_evaluation, gate_fixed_results, training_history  # noqa: F401  (fixtures)
 from fixtures.recorder import record  # noqa: F401  (fixture)
 from fixtures.thresholds import threshold  # noqa: F401  (fixture)

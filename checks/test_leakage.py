@@ -39,16 +39,17 @@ def test_no_eval_chunk_is_a_training_chunk(leakage, threshold) -> None:
 
 
 @pytest.mark.threshold("eval_near_duplicate_fraction", minimum=0.0, above=False, percent=True)
-def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, ivf_index, nprobe: int, record, threshold) -> None:
+def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, plumbing_index, nprobe: int, record, threshold) -> None:
     """Eval targets with a training vector at cosine >= 0.995: the same text under another key.
 
-    Training windows read from the payload are searched through the payload's IVF index.
+    Training windows read from the payload are searched in the payload: through the index when one
+    is given (`--index`, `--build-index`), else exactly (no index is built for this alone).
     """
     if training_data.built_from_payload:
         training_rows = np.zeros(payload.count, dtype=bool)
         training_rows[np.unique(training_data.context_rows)] = True
         training_rows[np.unique(training_data.target_rows)] = True
-        search = lambda queries, k: index_search(ivf_index, queries, k, nprobe)  # noqa: E731
+        search = None if plumbing_index is None else (lambda queries, k: index_search(plumbing_index, queries, k, nprobe))  # noqa: E731  (None: exact)
         fraction, saturated = near_duplicate_fraction(eval_set.targets, payload.vectors, bank_is_training=training_rows, search=search)
     else:
         bank = np.concatenate([training_data.targets, training_data.contexts.reshape(-1, training_data.contexts.shape[-1])])

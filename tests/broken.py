@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from lvmcore.artifacts.evalset import load_eval_set, write_eval_set
+from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.artifacts.payload import content_hash, load_payload
 from lvmcore.artifacts.training_data import load_training_data, write_windows_spec
 
@@ -175,8 +176,10 @@ def index_of_another_bank(bank: Bank, out: Path) -> list[str]:
 
 
 def too_few_probes(bank: Bank, out: Path) -> list[str]:
+    """The pipeline's own IVF index, searched at nprobe 1 of count/8 lists."""
     payload = load_payload(bank.payload)
-    return ["--nlist", str(max(16, payload.count // 8)), "--nprobe", "1"]
+    faiss.write_index(build_ivf(payload.vectors, IVFBuild(nlist=max(16, payload.count // 8))), str(out / "ivf.faiss"))
+    return ["--index", str(out / "ivf.faiss"), "--nprobe", "1"]
 
 
 # ---- eval-set breakers --------------------------------------------------------------------------

@@ -53,11 +53,19 @@ def test_every_plumbing_check_has_a_breakage() -> None:
     assert plumbing_check_names() - covered == set(), "plumbing checks without a broken artifact that fails them"
 
 
-def test_healthy_bank_passes_every_plumbing_check(pytester: pytest.Pytester, tmp_path: Path, healthy_bank: Bank) -> None:
-    result = run_checks(pytester, tmp_path, healthy_bank.args())
+INDEX_FILE_CHECKS = 3  # metric, row count, IVF agreement: they inspect an index file, and without --index there is none
+
+
+@pytest.mark.parametrize("build", [True, False], ids=["build-index", "no-index"])
+def test_healthy_bank_passes_every_plumbing_check(pytester: pytest.Pytester, tmp_path: Path, healthy_bank: Bank, build: bool) -> None:
+    result = run_checks(pytester, tmp_path, healthy_bank.args() + (["--build-index"] if build else []))
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
-    assert outcomes.get("passed", 0) >= len(plumbing_check_names()) - 1  # the near-duplicate saturation note may skip nothing
+    skipped = 0 if build else INDEX_FILE_CHECKS
+    assert outcomes.get("skipped", 0) == skipped, result.stdout.str()[-3000:]
+    assert outcomes.get("passed", 0) == len(plumbing_check_names()) - skipped
+    if not build:
+        assert f"SKIPPED [{INDEX_FILE_CHECKS}]" in result.stdout.str() and "no --index given: there is no index file to check" in result.stdout.str()
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=lambda b: f"{b.check}-{b.breaker.__name__}")
