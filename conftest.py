@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.thresholds",
     "fixtures.gate",
     "fixtures.progress",
+    "fixtures.threads",
 ]

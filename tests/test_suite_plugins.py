@@ -161,3 +161,19 @@ def test_long_phases_are_shown_once_each_and_not_under_quiet(pytester: pytest.Py
     monkeypatch.setattr(fixtures.progress, "MIN_SECONDS", 60.0)  # short phases stay silent
     short = pytester.runpytest_inprocess("-p", "fixtures.progress", "-p", "no:cacheprovider")
     assert "lvm-checks: demo work" not in short.stdout.str()
+
+
+def test_xdist_workers_share_the_cores_instead_of_each_taking_all(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    pytester.makepyfile(f"""
+import faiss, torch
+
+def test_threads():
+    assert torch.get_num_threads() == {max(1, cores // 2)}
+    assert faiss.omp_get_max_threads() == {max(1, cores // 2)}
+""")
+    result = pytester.runpytest_subprocess("-p", "fixtures.threads", "-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=1)
