@@ -92,8 +92,19 @@ class Run:
         return "python bench/sweep_training.py " + " ".join(a for a in self.train_arguments())
 
 
-# The grid actually run for bench/SWEEP.md (pruned to ~25 minutes on 2 cores).
-def grid() -> list[Run]:
+# The grid actually run for bench/SWEEP.md (pruned to ~25 minutes on 2 cores): stage "main", then
+# stage "seeds", which repeats the closest candidates of "main" with two more seeds.
+def grid(stage: str = "all") -> list[Run]:
+    main_stage = main_grid()
+    seeds = [
+        Run(preset=preset, loss="bank", residual=True, temperature=temperature, epochs=epochs, seed=seed)
+        for preset, temperature, epochs in (("lstm", 0.05, 4), ("lstm", 0.05, 2), ("gru", 0.05, 2), ("gru", 0.05, 4), ("mamba-xs", 0.03, 2), ("mamba-xs", 0.05, 2))
+        for seed in (1, 2)
+    ]
+    return {"main": main_stage, "seeds": seeds, "all": main_stage + seeds}[stage]
+
+
+def main_grid() -> list[Run]:
     runs: list[Run] = []
     # mamba-xs, the demo's model: the old default, each change alone, then temperature and epochs
     runs += [Run(loss="in_batch", residual=False, temperature=0.07, epochs=2)]  # the demo before this change
@@ -240,27 +251,36 @@ def summary_line(record: dict[str, Any]) -> str:
     )
 
 
+def label(run: dict[str, Any]) -> str:
+    text = f"{run['preset']}, {run['loss'].replace('_', '-')}"
+    if run["loss"] == "bank" and run.get("bank_negatives"):
+        text += f" (sampled {run['bank_negatives']})"
+    text += f", {'residual' if run['residual'] else 'plain'}, τ {run['temperature']:g}, {run['epochs']} ep"
+    if run["lr"] != 1e-3:
+        text += f", lr {run['lr']:g}"
+    if run["seed"]:
+        text += f", seed {run['seed']}"
+    return text
+
+
 def table(results: Path) -> str:
+    """The markdown table of bench/SWEEP.md: one numbered row per configuration, then the command of each row."""
     records = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     lines = [
-        "| configuration | train s | R@5 raw | raw - copy-last [95%] | R@5 ctx-excl | ctx-excl - copy-last [95%] | top-1 echo |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| # | configuration | train s | R@5 raw | raw − copy-last [95%] | R@5 ctx-excl | ctx-excl − copy-last [95%] | top-1 echo |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in records:
-        run = r["run"]
-        label = f"{run['preset']}, {run['loss'].replace('_', '-')}, {'residual' if run['residual'] else 'plain'}, τ {run['temperature']:g}, {run['epochs']} ep"
-        if run["lr"] != 1e-3:
-            label += f", lr {run['lr']:g}"
-        if run["seed"]:
-            label += f", seed {run['seed']}"
+    for number, r in enumerate(records, 1):
         lines.append(
-            f"| {label} | {r['train_seconds']:.0f} | {pct(r['raw']['model_r_at_5'])} | {interval(r['raw'])} | "
+            f"| {number} | {label(r['run'])} | {r['train_seconds']:.0f} | {pct(r['raw']['model_r_at_5'])} | {interval(r['raw'])} | "
             f"{pct(r['excluded']['model_r_at_5'])} | {interval(r['excluded'])} | {pct(r['model_echo_rate'])} |"
         )
     first = records[0]
     lines.append(
-        f"| copy-last (no training) | 0 | {pct(first['raw']['copy_last_r_at_5'])} | — | {pct(first['excluded']['copy_last_r_at_5'])} | — | {pct(first['copy_last_echo_rate'])} |"
+        f"| — | copy-last (no training) | 0 | {pct(first['raw']['copy_last_r_at_5'])} | — | {pct(first['excluded']['copy_last_r_at_5'])} | — | {pct(first['copy_last_echo_rate'])} |"
     )
+    lines += ["", "Commands, by row:", ""]
+    lines += [f"{number}. `{r['command']}`" for number, r in enumerate(records, 1)]
     return "\n".join(lines)
 
 
@@ -270,7 +290,8 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--grid", action="store_true", help="run every configuration of GRID")
+    parser.add_argument("--grid", action="store_true", help="run every configuration of grid()")
+    parser.add_argument("--stage", choices=("main", "seeds", "all"), default="all", help="which stage of the grid (default: both)")
     parser.add_argument("--table", type=Path, help="print the markdown table of a results file and exit")
     parser.add_argument("--results", type=Path, default=None, help="append one JSON line per configuration here")
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="--grid starts no configuration after this much wall time")
@@ -294,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         run_one(Run(args.preset, args.loss, args.residual, args.temperature, args.epochs, args.lr, args.bank_negatives, args.seed), args.results, args.threads, args.keep)
         return 0
     started = time.perf_counter()
-    runs = grid()
+    runs = grid(args.stage)
     for number, run in enumerate(runs, 1):
         minutes = (time.perf_counter() - started) / 60
         if minutes > args.budget_minutes:

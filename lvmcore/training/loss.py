@@ -56,7 +56,7 @@ negatives instead of masking them drops R@5 from 31.4% to 12.4%.)
 
 The bank is either
 * the full bank (`bank_negatives` 0): every payload row of the training articles, one exact
-  softmax over all K of them (7.6k columns on the embedded bank); or
+  softmax over all K of them (7,285 columns on the embedded bank); or
 * a sampled bank (`bank_negatives` S > 0, for banks that do not fit: 584,545 chunks at seed
   scale): the effective batch's own targets (gathered over ranks, so they are positives and
   each other's negatives as in the in-batch loss) followed by S payload rows drawn uniformly
@@ -72,11 +72,12 @@ Negative Detection for Contrastive Learning", arXiv:2106.03719) and the duplicat
 this project.
 
 Negatives per positive: window i sees K - 1 - |M_i| negatives. With unique payload keys |M_i| <= C,
-so every positive sees at least K - 1 - C: 7,320 - 6 = 7,314 over the full embedded bank (its
-7,320 training chunks), W*B + S - 1 - C with the sampled bank (1,024 + 16,384 - 6 = 17,402 for
-256 x 4 and S = 16,384). `StepLoss.negatives_per_positive` is the minimum over the step's
-positives, read from the mask itself, `masked_per_positive` the mean |M_i|, `bank_size` K;
-`expected_negatives_per_positive` gives the guaranteed floor from a run's config.
+so every positive sees at least K - 1 - C: 7,285 - 6 = 7,279 over the full embedded bank (the
+7,285 chunks of its training articles; history.json records exactly that), and W*B + S - 1 - C
+with the sampled bank (1,024 + 16,384 - 6 = 17,402 for 256 x 4 and S = 16,384).
+`StepLoss.negatives_per_positive` is the minimum over the step's positives, read from the mask
+itself, `masked_per_positive` the mean |M_i|, `bank_size` K; `expected_negatives_per_positive`
+gives the guaranteed floor from a run's config.
 """
 
 from __future__ import annotations
