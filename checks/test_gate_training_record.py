@@ -11,6 +11,7 @@ import pytest
 
 from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory
+from lvmcore.training.loss import expected_negatives_per_positive
 from lvmcore.training.schedule import lr_at
 
 pytestmark = pytest.mark.gate
@@ -57,17 +58,33 @@ def test_negatives_per_positive_recorded(checkpoint_path, checkpoint_record: Che
     )
 
 
-@pytest.mark.threshold("negatives_shortfall_vs_effective_batch", minimum=0, above=False)
+@pytest.mark.threshold("negatives_shortfall_vs_configured_loss", minimum=0, above=False)
 def test_negatives_match_effective_batch(checkpoint_path, checkpoint_record: CheckpointRecord, training_history: TrainingHistory, threshold) -> None:
-    """Effective batch - 1 minus the recorded negatives: 0 when every target of the effective batch is a negative."""
+    """Negatives the configured loss guarantees every positive minus those recorded: 0 or less when it scored what it claims.
+
+    In-batch InfoNCE: every other target of the effective batch (batch x accumulation x ranks), so
+    255 recorded for a claimed 256 x 4 is row 9's failure. Bank loss: the bank's columns less the
+    window's own masked context (`lvmcore.training.loss.expected_negatives_per_positive`).
+    """
     last = rows_seen(training_history, checkpoint_record)[-1]
     config = training_history.config
-    require(checkpoint_record, "negatives", {"epochs[].negatives_per_positive": last.negatives_per_positive is not None, "config.batch_size": "batch_size" in config or "effective_batch" in config})
-    effective = training_history.effective_batch
+    loss = str(config.get("loss", "in_batch"))
+    needed = {"epochs[].negatives_per_positive": last.negatives_per_positive is not None}
+    needed |= {"config.bank_size": "bank_size" in config, "config.context_length": "context_length" in config} if loss == "bank" else {"config.batch_size": "batch_size" in config}
+    require(checkpoint_record, "negatives", needed)
+    expected = expected_negatives_per_positive(config)
+    if loss == "bank":
+        claim = f"bank loss over {config['bank_size']:,} columns less at most {config['context_length']} masked context chunks per window = {expected:,}"
+        cause = "the bank loss scored fewer columns than its bank, or masked more than the window's own context"
+    else:
+        claim = (f"config batch {config.get('batch_size', '?')} x accumulation {config.get('accumulation', 1)} x world {config.get('world_size', 1)}"
+                 f" = {training_history.effective_batch} gives {expected:,}")
+        cause = "the loss is computed per micro-batch, so gradient accumulation (or more ranks) did not add negatives (row 9: '1,023 negatives' were 255)"
     threshold.check(
-        (effective - 1) - int(last.negatives_per_positive),
-        cause="the loss is computed per micro-batch, so gradient accumulation (or more ranks) did not add negatives (row 9: '1,023 negatives' were 255)",
-        context=f"config batch {config.get('batch_size', '?')} x accumulation {config.get('accumulation', 1)} x world {config.get('world_size', 1)} = {effective}; recorded {last.negatives_per_positive}.",
+        expected - int(last.negatives_per_positive),
+        cause=cause,
+        context=f"{claim}; recorded {last.negatives_per_positive:,}.",
+        details={"loss": loss, "expected": expected, "recorded": last.negatives_per_positive},
     )
 
 

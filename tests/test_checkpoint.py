@@ -62,7 +62,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_pickled_objects_are_refused_without_running_them(tmp_path: Path, capsys) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "model_config": {}, "model_state": {}, "payload": NotATensor()}, path)
-    with pytest.raises(ArtifactError, match="not a checkpoint: it holds pickled Python objects") as error:
+    with pytest.raises(ArtifactError, match="not a checkpoint we can read safely: it holds pickled Python objects") as error:
         load_checkpoint(path)
     assert "\n" not in str(error.value)
     assert "ran code" not in capsys.readouterr().out

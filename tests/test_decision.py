@@ -64,7 +64,7 @@ def test_the_first_rule_that_applies_decides() -> None:
 
 def test_reason_names_the_figures() -> None:
     reason = decide(replace(BASE, r_at_5=0.02, ivf_r_at_5=0.02)).reason
-    assert "2.0%" in reason and "5%" in reason and "[+5.0, +13.0] points" in reason
+    assert "2.0%" in reason and "5%" in reason and "[+5.00, +13.00] points" in reason
 
 
 def test_high_echo_and_wrong_offset_peak_are_said() -> None:
@@ -74,7 +74,7 @@ def test_high_echo_and_wrong_offset_peak_are_said() -> None:
 
 def test_below_copy_last_is_said_with_the_interval() -> None:
     decision = decide(replace(BASE, r_at_5=0.02, ivf_r_at_5=0.02, best_baseline_r_at_5=0.3, beats_low=-0.33, beats_high=-0.23, excluded_beats_low=-0.3, excluded_beats_high=-0.2))
-    assert decision.action == "below_baseline" and "does not beat" in decision.reason and "[-33.0, -23.0] points" in decision.reason
+    assert decision.action == "below_baseline" and "does not beat" in decision.reason and "[-33.00, -23.00] points" in decision.reason
 
 
 def test_a_missing_metric_is_an_error_not_a_zero() -> None:

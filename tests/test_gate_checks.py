@@ -219,7 +219,7 @@ def test_copy_last_and_random_models_fail_their_gates(pytester, monkeypatch, ban
     assert {"r_at_5", "separation_delta"} <= failed_checks(random), (failed_checks(random), out[-3000:])
     assert random["decision"]["action"] in ("pivot_two_tower", "below_baseline"), random["decision"]
     # the history claims an effective batch of 32 but records the negatives of one micro-batch, and a constant LR
-    assert "negatives_shortfall_vs_effective_batch" in failed_checks(copy) and "stepped per epoch" in out
+    assert "negatives_shortfall_vs_configured_loss" in failed_checks(copy) and "stepped per epoch" in out
 
 
 def test_eval_contexts_from_another_encoder_fail_the_gates(pytester, monkeypatch, bank) -> None:

@@ -46,7 +46,7 @@ class Comparison:
         low, high = self.paired.interval.low, self.paired.interval.high
         word = "beats" if self.beats else "does not beat"
         return (f"{self.view.replace('_', '-')} R@5 {100 * self.model_r_at_5:.1f}% vs {self.baseline} {100 * self.baseline_r_at_5:.1f}%: "
-                f"difference {100 * self.paired.difference:+.1f} points, 95% interval [{100 * low:+.1f}, {100 * high:+.1f}] -> {word} it")
+                f"difference {100 * self.paired.difference:+.2f} points, 95% interval [{100 * low:+.2f}, {100 * high:+.2f}] -> {word} it")
 
 
 def compare_to_best(view: str, model_ranks: np.ndarray, baseline_ranks: dict[str, np.ndarray], seed: int = 0) -> Comparison:

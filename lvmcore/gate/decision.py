@@ -93,7 +93,7 @@ def _pct(value: float) -> str:
 
 
 def _points(low: float, high: float) -> str:
-    return f"[{100 * low:+.1f}, {100 * high:+.1f}] points"
+    return f"[{100 * low:+.2f}, {100 * high:+.2f}] points"
 
 
 def decide(m: GateMetrics) -> Decision:
