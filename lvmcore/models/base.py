@@ -43,8 +43,8 @@ class ModelConfig:
         return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self) if f.init}}  # type: ignore[arg-type]
 
 
-def l2_normalise(vectors: Tensor) -> Tensor:
-    """Unit rows in float32, whatever the autocast dtype: (..., D) -> (..., D)."""
+def l2_normalize(vectors: Tensor) -> Tensor:
+    """Unit rows in float32, whatever the autocast dtype: (..., D) -> (..., D). The torch twin of `lvmcore.vectors.l2_normalize`."""
     return F.normalize(vectors.float(), p=2.0, dim=-1)
 
 
@@ -64,7 +64,7 @@ def output_head(contexts: Tensor, output: Tensor, residual: bool) -> Tensor:
     """The unit prediction from the network's output (B, D): normalize(x_C + output) or normalize(output)."""
     if residual:
         output = last_present(contexts).float() + output.float()  # (B, D): the step from the last context vector
-    return l2_normalise(output)  # (B, D)
+    return l2_normalize(output)  # (B, D)
 
 
 def zero_output_layer(layer: nn.Linear) -> None:

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalise, run_in_passes
+from lvmcore.models.base import LatentVectorModel, ModelConfig, l2_normalize, run_in_passes
 from lvmcore.models.recurrent import predict_from_last_state, recurrent_stack
 
 
@@ -60,7 +60,7 @@ class PayloadTower(nn.Module):
 
     def forward(self, vectors: Tensor) -> Tensor:
         residual = self.proj(self.dropout(F.gelu(self.fc(self.norm(vectors)))))  # (N, D)
-        return l2_normalise(vectors + residual)  # (N, D)
+        return l2_normalize(vectors + residual)  # (N, D)
 
 
 class TwoTowerLVM(LatentVectorModel):
