@@ -10,4 +10,5 @@ pytest_plugins = [
     "fixtures.gate",
     "fixtures.progress",
     "fixtures.threads",
+    "fixtures.skips",
 ]

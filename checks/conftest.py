@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, plumbing_index, training_data  # noqa: F401  (fixtures)
+from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, payload_digests, plumbing_index, training_data  # noqa: F401  (fixtures)
 from fixtures.gate import checkpoint_nonfinite_weights, checkpoint_record, gate_cache, gate_evaluation, gate_fixed_results, training_history  # noqa: F401  (fixtures)
 from fixtures.recorder import record  # noqa: F401  (fixture)
 from fixtures.thresholds import threshold  # noqa: F401  (fixture)
@@ -18,6 +18,7 @@ from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
 from lvmcore.plumbing.alignment import Alignment, align_to_payload
+from lvmcore.plumbing.key_recovery import ContextKeys, PayloadDigests, recover_context_keys
 from lvmcore.sampling import sample_rows
 
 TRAINING_SAMPLE = 5_000  # windows checked when training data is read from the payload by key (25,000 vectors)
@@ -36,10 +37,19 @@ def eval_target_alignment(eval_set: EvalSet, payload: Payload) -> Alignment:
 
 
 @pytest.fixture(scope="session")
-def eval_context_alignment(eval_set: EvalSet, payload: Payload) -> Alignment:
-    if eval_set.context_keys is None:
-        pytest.skip(f"{eval_set.path} has no 'context_keys' (public format): context vectors cannot be matched to the payload by key")
-    return align_to_payload(eval_set.contexts, eval_set.context_keys, payload)
+def eval_context_keys(eval_set: EvalSet, payload: Payload, request: pytest.FixtureRequest) -> ContextKeys:
+    """The key of every eval context vector: from the file, or (no `context_keys`, the public layouts) recovered
+    from the payload by exact byte match, then nearest neighbour (`lvmcore.plumbing.key_recovery`)."""
+    if eval_set.context_keys is not None:
+        return ContextKeys(eval_set.context_keys)
+    digests: PayloadDigests = request.getfixturevalue("payload_digests")
+    return recover_context_keys(eval_set.contexts, eval_set.truth_keys, payload, digests=digests)
+
+
+@pytest.fixture(scope="session")
+def eval_context_alignment(eval_set: EvalSet, payload: Payload, eval_context_keys: ContextKeys) -> Alignment:
+    """Cosine of every context vector to payload[its key], stored or recovered (an unmatched vector's key names no row)."""
+    return align_to_payload(eval_set.contexts, eval_context_keys.keys, payload)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pytest
 
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.ivf import index_search
+from lvmcore.plumbing.key_recovery import ContextKeys
 from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_fraction
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
@@ -14,16 +15,20 @@ from lvmcore.artifacts.training_data import TrainingData
 pytestmark = pytest.mark.plumbing
 
 
-def eval_keys(eval_set: EvalSet) -> np.ndarray:
-    parts = [eval_set.truth_keys]
-    if eval_set.context_keys is not None:
-        parts.append(eval_set.context_keys.reshape(-1, 2))
-    return np.concatenate(parts)
+def eval_keys(eval_set: EvalSet, context_keys: ContextKeys) -> np.ndarray:
+    """Truth keys and every context key; recovered context keys only where the vector matched a payload row exactly."""
+    keys = context_keys.keys.reshape(-1, 2)
+    if context_keys.recovery is not None:
+        keys = keys[context_keys.recovery.exact]
+    return np.concatenate([eval_set.truth_keys, keys])
 
 
 @pytest.fixture(scope="session")
-def leakage(training_data: TrainingData, eval_set: EvalSet):
-    return key_leakage(training_data.context_keys, training_data.truth_keys, eval_keys(eval_set))
+def leakage(training_data: TrainingData, eval_set: EvalSet, eval_context_keys: ContextKeys):
+    train_context_keys = training_data.context_keys.reshape(-1, 2)
+    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
+        train_context_keys = train_context_keys[training_data.recovered_context_keys.recovery.exact]
+    return key_leakage(train_context_keys, training_data.truth_keys, eval_keys(eval_set, eval_context_keys))
 
 
 @pytest.mark.threshold("eval_article_overlap", minimum=0.0, above=False, percent=True)

@@ -66,7 +66,8 @@ def test_payload_duplicate_vectors_are_rare(payload: Payload, threshold) -> None
 def test_payload_manifest_hash_matches_content(payload: Payload, threshold) -> None:
     recorded = payload.manifest.get("content_hash")
     if recorded is None:
-        pytest.skip(f"{payload.path} records no content_hash (public format): the payload cannot be tied to its index or eval set")
+        pytest.skip(f"{payload.path} records no content_hash (a file of another layout has no manifest): there is no recorded hash "
+                    "to compare its content with (test_eval_and_training_data_name_this_payload ties it to the eval set by file sha256)")
     threshold.check(
         int(recorded == payload.content_hash),
         cause="vectors.npy or keys.npy changed after the manifest was written: indexes and eval sets built "

@@ -162,7 +162,7 @@ def test_public_payload_npz_imports(tmp_path) -> None:
     out = import_public_payload(tmp_path / "public.npz", tmp_path / "ours", embedder="x/y")
     converted = load_payload(out)
     np.testing.assert_array_equal(np.asarray(converted.vectors), vectors)
-    assert converted.manifest["embedder"] == "x/y" and converted.manifest["norm"] == "unknown"
+    assert converted.manifest["embedder"] == "x/y" and converted.manifest["norm"] == "l2"  # measured, not "unknown"
 
 
 def test_public_payload_missing_column(tmp_path) -> None:
@@ -175,7 +175,7 @@ def test_legacy_pickle_needs_the_flag_and_warns(tmp_path) -> None:
     legacy = {"vectors": vectors, "article_indices": keys[:, 0], "chunk_indices": keys[:, 1]}
     np.save(tmp_path / "legacy.npy", np.array(legacy, dtype=object), allow_pickle=True)
     one_line_error(lambda: read_public_payload(tmp_path / "legacy.npy"), "legacy.npy", "--allow-pickle")
-    with pytest.warns(PickleWarning, match="runs code from the file"):
+    with pytest.warns(PickleWarning, match="restricted unpickler under --allow-pickle"):
         payload = read_public_payload(tmp_path / "legacy.npy", allow_pickle=True)
     assert payload.count == len(vectors)
 

@@ -109,8 +109,9 @@ def test_value(i, threshold, record):
 
 
 def test_plumbing_passes_on_public_format_files(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    """A public .npz payload and an eval file without context_keys: checks needing keys skip, and say why."""
-    bank = write_healthy_bank(tmp_path / "bank", articles=30, dim=16)
+    """A public .npz payload and an eval file without context_keys: context keys are recovered from the payload, so the
+    context checks run (and pass); the guards that cannot measure (no training data, no index) are listed loudly."""
+    bank = write_healthy_bank(tmp_path / "bank", articles=120, dim=16)  # >= 153 eval rows (test_eval_size)
     vectors = np.load(bank["payload"] / "vectors.npy")
     keys = np.load(bank["payload"] / "keys.npy")
     np.savez(tmp_path / "public_payload.npz", vectors=vectors, article_indices=keys[:, 0], chunk_indices=keys[:, 1])
@@ -124,7 +125,8 @@ def test_plumbing_passes_on_public_format_files(pytester: pytest.Pytester, tmp_p
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()[-3000:]
     assert outcomes["passed"] >= 12
-    result.stdout.fnmatch_lines(["*has no 'context_keys' (public format)*"])
+    result.stdout.fnmatch_lines(["*eval_context_aligned_fraction*100.00%*PASS*", "*SKIPPED GUARD(S)*",
+                                 "SKIPPED checks/test_training_alignment.py::test_every_training_target_matches_payload: no training data given*"])
 
 
 def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: pytest.Pytester) -> None:
@@ -177,3 +179,33 @@ def test_threads():
 """)
     result = pytester.runpytest_subprocess("-p", "fixtures.threads", "-p", "no:cacheprovider", "-n", "2")
     result.assert_outcomes(passed=1)
+
+
+def test_skipped_guards_are_listed_loudly(pytester: pytest.Pytester) -> None:
+    """`fixtures.skips`: every skipped plumbing/gate check, with its reason, in its own section; other skips are not guards."""
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.plumbing
+def test_guard():
+    pytest.skip("no context_keys: cannot measure")
+
+@pytest.mark.gate
+@pytest.mark.skip(reason="needs --checkpoint")
+def test_gate_guard():
+    pass
+
+def test_not_a_guard():
+    pytest.skip("unrelated")
+"""
+    )
+    result = pytester.runpytest_inprocess(*PLUGINS, "-p", "fixtures.skips", "-p", "no:cacheprovider", "--report-dir", "rep")
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines([
+        "*lvm-checks: 2 SKIPPED GUARD(S) - these did NOT measure anything*",
+        "SKIPPED test_skipped_guards_are_listed_loudly.py::test_guard: no context_keys: cannot measure",
+        "SKIPPED test_skipped_guards_are_listed_loudly.py::test_gate_guard: needs --checkpoint",
+        "A run with skipped guards is not a full pass*",
+    ])
+    assert "test_not_a_guard: unrelated" not in result.stdout.str()

@@ -12,11 +12,12 @@ not run code from the file.
 
 from __future__ import annotations
 
+import math
 import pathlib
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,18 @@ import torch
 from torch import nn
 
 from lvmcore.errors import ArtifactError
+from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
 from lvmcore.files import write_atomic
 
 CHECKPOINT_FORMAT = "lvm-checkpoint/1"
+# A checkpoint's model_config is checked before anything is allocated: every size is bounded, the
+# parameter count is estimated from the config alone (`estimate_parameters`) and refused above
+# MAX_MODEL_PARAMETERS, and the config's exact shapes (built on torch's "meta" device, which
+# allocates nothing) must match the stored weights before the real model is built.
+MAX_MODEL_PARAMETERS = 2_000_000_000  # 8 GiB of float32 weights; AdamW's moments triple that when resumed
+MAX_LAYERS = 1_024
+MAX_SIZE = 1 << 20  # any one width: dim, d_model, hidden, d_state, expand, d_conv, max_context, ...
+POSITIVE_SIZES = ("dim", "d_model", "hidden", "query_hidden", "payload_hidden", "n_heads", "expand", "d_conv", "max_context")
 SAFE_PATH_TYPES = (pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
 FOREIGN_STATE_KEYS = {"model_state_dict", "state_dict", "model"}  # how other training scripts name their weights
 REQUIRED_FIELDS = ("model_config", "model_state")
@@ -96,8 +106,7 @@ def peek_epoch_step(path: str | Path) -> tuple[Any, Any] | None:
 def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     """torch.load(weights_only=True) of a checkpoint file, every failure one `ArtifactError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "checkpoint file not found")
+    require_file(path, "checkpoint file")
     with path.open("rb") as handle:
         magic = handle.read(4)
     is_zip_start = magic == b"PK\x03\x04"
@@ -113,8 +122,8 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
             raise ArtifactError(path, f"is not a checkpoint we can read safely: it holds pickled Python objects{named} that torch.load(weights_only=True) refuses to run; "
                                 f"to gate it, load it in your own trusted code with --model-adapter module:function, or pass --model-file / --predictions (README: Gate any model)") from None
         raise ArtifactError(path, f"is not a checkpoint: cannot be unpickled ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError, MemoryError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if is_zip_start or isinstance(exc, EOFError):
             raise ArtifactError(path, f"is truncated or corrupt: {first}") from None
         raise ArtifactError(path, f"is not a checkpoint: {first}") from None
@@ -162,6 +171,122 @@ def read_foreign_record(path: str | Path) -> CheckpointRecord:
     )
 
 
+def estimate_parameters(config: dict[str, Any]) -> int | None:
+    """Parameters of the model a config dict describes, from the config alone (None for a kind without a formula).
+
+    Exact for every kind in `lvmcore.models` (`tests/test_checkpoint.py` compares it with the built
+    models), in Python integers, so an absurd config costs nothing to estimate:
+        mamba        Dm + m + L (2mE + (K+1)E + E(R+2N) + RE + E + EN + E + Em + m) + m + mD,  E = expand m
+        lstm / gru   g = 4 / 3 gates: gH(D+H) + 2gH, then (L-1)(2gH^2 + 2gH), then HD + D
+        transformer  Dm + m + max_context m + L (12m^2 + 13m) + 2m + mD + D
+        two-tower    the GRU query tower above, then the payload tower's LayerNorm, fc, proj: 2D + 2DP + P + D
+    """
+    kind, get = config.get("kind"), config.get
+
+    def recurrent(gates: int, dim: int, hidden: int, layers: int) -> int:
+        stack = gates * hidden * (dim + hidden) + 2 * gates * hidden + max(layers - 1, 0) * (2 * gates * hidden * hidden + 2 * gates * hidden)
+        return (stack if layers > 0 else 0) + hidden * dim + dim
+
+    if kind == "mamba":
+        dim, m, layers, n, k = get("dim", 768), get("d_model", 768), get("n_layers", 8), get("d_state", 128), get("d_conv", 4)
+        e = get("expand", 2) * m
+        r = get("dt_rank", "auto")
+        r = math.ceil(m / 16) if r == "auto" else r
+        block = 2 * m * e + (k + 1) * e + e * (r + 2 * n) + r * e + e + e * n + e + e * m + m
+        return dim * m + m + layers * block + m + m * dim
+    if kind in ("lstm", "gru"):
+        return recurrent(4 if kind == "lstm" else 3, get("dim", 768), get("hidden", 512), get("n_layers", 2))
+    if kind == "transformer":
+        dim, m, layers, positions = get("dim", 768), get("d_model", 256), get("n_layers", 4), get("max_context", 16)
+        return dim * m + m + positions * m + layers * (12 * m * m + 13 * m) + 2 * m + m * dim + dim
+    if kind == "two-tower":
+        dim, hidden = get("dim", 768), get("payload_hidden", 1536)
+        return recurrent(3, dim, get("query_hidden", 512), get("query_layers", 2)) + 2 * dim + 2 * dim * hidden + hidden + dim
+    return None
+
+
+def check_model_config(path: Path, config: Any) -> dict[str, Any]:
+    """Types and bounds of a stored model_config, before anything is built; returns it as a dict.
+
+    Every field is checked against its dataclass default's type (an int field takes an int, not
+    "384-D"); widths are bounded by MAX_SIZE and layer counts by MAX_LAYERS; the estimated
+    parameter count must not exceed MAX_MODEL_PARAMETERS.
+    """
+    from lvmcore.models.registry import CONFIG_FOR_KIND
+
+    config = dict(require_object(path, "model_config", config))
+    kind = config.get("kind")
+    if not isinstance(kind, str) or kind not in CONFIG_FOR_KIND:
+        raise ArtifactError(path, f"model_config has unknown kind {shown(kind)}; known kinds: {', '.join(sorted(CONFIG_FOR_KIND))}")
+    declared = {f.name: f for f in fields(CONFIG_FOR_KIND[kind]) if f.init}
+    unknown = sorted(str(name) for name in set(config) - set(declared) - {"kind"})
+    if unknown:
+        raise ArtifactError(path, f"model_config of kind {kind!r} has unknown keys {unknown[:8]}")
+    for name, value in config.items():
+        if name == "kind":
+            continue
+        where, spec = f"model_config.{name}", declared[name]
+        default = spec.default if spec.default is not MISSING else None
+        annotation = str(spec.type)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ArtifactError(path, f"{where} is {shown(value)}, expected true or false")
+        elif isinstance(value, str) and "str" in annotation:
+            if value != "auto":
+                raise ArtifactError(path, f"{where} is {shown(value)}, expected an integer or \"auto\"")
+        elif isinstance(default, float):
+            require_number(path, where, value)
+            if name == "dropout" and not 0.0 <= value <= 1.0:
+                raise ArtifactError(path, f"{where} is {value}, expected a probability in [0, 1]")
+        elif isinstance(default, int) or "int" in annotation:
+            require_int(path, where, value, minimum=1 if name in POSITIVE_SIZES else 0, maximum=MAX_LAYERS if "layers" in name else MAX_SIZE)
+    estimate = estimate_parameters(config)
+    if estimate is not None and estimate > MAX_MODEL_PARAMETERS:
+        raise ArtifactError(
+            path, f"model_config asks for about {estimate:,} parameters, over the limit of {MAX_MODEL_PARAMETERS:,} (8 GiB of float32 weights); refusing to build it"
+        )
+    return config
+
+
+def build_on_meta(path: Path, config: dict[str, Any]) -> nn.Module:
+    """The config's model on torch's "meta" device: every parameter's name and shape, and no memory."""
+    from lvmcore.models import build_model, model_config_from_dict
+
+    try:
+        with torch.device("meta"):
+            return build_model(model_config_from_dict(config))
+    except ArtifactError as exc:
+        raise ArtifactError(path, f"model_config cannot be built: {exc.problem}") from None
+    except Exception as exc:  # a config the model's own code rejects, in whatever way it does
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ArtifactError(path, f"model_config cannot be built: {type(exc).__name__}: {reason}") from None
+
+
+def record_fields(path: Path, content: dict[str, Any]) -> dict[str, Any]:
+    """The record's fields of a checkpoint dict, each of its type (an epoch is an integer, metrics an object)."""
+
+    def ids(name: str) -> list[int]:
+        value = content.get(name, [])
+        if not isinstance(value, list):
+            raise ArtifactError(path, f"{name} is {shown(value)}, expected a list of article ids")
+        return [require_int(path, f"{name}[{i}]", a, minimum=0) for i, a in enumerate(value)]
+
+    negatives = content.get("negatives_per_positive")
+    provenance = dict(require_object(path, "provenance", content.get("provenance", {})))
+    if provenance.get("dim") is not None:
+        require_int(path, "provenance.dim", provenance["dim"], minimum=1)
+    return dict(
+        epoch=require_int(path, "epoch", content.get("epoch", 0), minimum=0),
+        step=require_int(path, "step", content.get("step", 0), minimum=0),
+        metrics=dict(require_object(path, "metrics", content.get("metrics", {}))),
+        provenance=provenance,
+        training_articles=ids("training_articles"),
+        validation_articles=ids("validation_articles"),
+        negatives_per_positive=None if negatives is None else require_int(path, "negatives_per_positive", negatives, minimum=0),
+        train_config=dict(require_object(path, "train_config", content.get("train_config", {}))),
+    )
+
+
 def first_state_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str | None:
     """The first difference between a model's state dict and a checkpoint's, in words, or None."""
     for name, tensor in expected.items():
@@ -184,33 +309,28 @@ def load_checkpoint(path: str | Path, expected_dim: int | None = None) -> Checkp
 
     path = Path(path)
     content = read_checkpoint_dict(path)
-    config_dict = dict(content["model_config"])
-    try:
-        model = build_model(model_config_from_dict(config_dict))
-    except ArtifactError as exc:
-        raise ArtifactError(path, f"model_config cannot be built: {exc.problem}") from None
-    except (TypeError, KeyError, ValueError) as exc:
-        raise ArtifactError(path, f"model_config cannot be built: {exc}") from None
+    config_dict = check_model_config(path, content["model_config"])
+    record = record_fields(path, content)
     state = content["model_state"]
-    if not isinstance(state, dict):
-        raise ArtifactError(path, "model_state is not a state dict")
-    mismatch = first_state_mismatch(model.state_dict(), state)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ArtifactError(path, "model_state is not a state dict (parameter names to tensors)")
+    mismatch = first_state_mismatch(build_on_meta(path, config_dict).state_dict(), state)  # shapes first, no memory yet
     if mismatch:
         raise ArtifactError(path, f"holds another model's weights for model_config kind {config_dict.get('kind')!r}: {mismatch}")
-    model.load_state_dict(state)
-    model.eval()
+    model = build_model(model_config_from_dict(config_dict))
+    try:
+        model.load_state_dict(state)
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 1, int(config_dict.get("dim", 768))))  # one tiny forward: a config that builds but cannot run is refused here
+    except Exception as exc:  # the model's own code refusing these weights or this config, in whatever way it does
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ArtifactError(path, f"model cannot run with this model_config and these weights: {type(exc).__name__}: {reason}") from None
     checkpoint = Checkpoint(
         path=path,
         model=model,
         model_config=config_dict,
-        epoch=int(content.get("epoch", 0)),
-        step=int(content.get("step", 0)),
-        metrics=dict(content.get("metrics", {})),
-        provenance=dict(content.get("provenance", {})),
-        training_articles=[int(a) for a in content.get("training_articles", [])],
-        validation_articles=[int(a) for a in content.get("validation_articles", [])],
-        negatives_per_positive=None if content.get("negatives_per_positive") is None else int(content["negatives_per_positive"]),
-        train_config=dict(content.get("train_config", {})),
+        **record,
         optimizer_state=content.get("optimizer_state"),
         scheduler_state=content.get("scheduler_state"),
         rng_state=content.get("rng_state"),

@@ -13,7 +13,6 @@ Training data has the same layout, or is a JSON spec of windows built from the p
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.validate import read_npz, require_finite, require_float32, require_keys_valid, require_rows, require_shape
+from lvmcore.files import write_atomic
 
 REQUIRED_ARRAYS = ("contexts", "targets", "truth_keys")
 
@@ -59,8 +59,20 @@ class EvalSet:
 
 
 def parse_provenance(path: Path, raw: Any) -> dict[str, Any]:
+    """'provenance': a 0-d string array holding a JSON object."""
+    if not isinstance(raw, np.ndarray) or raw.shape != () or raw.dtype.kind not in "US":
+        shape = getattr(raw, "shape", None)
+        raise ArtifactError(path, f"'provenance' must be one JSON string (a 0-d string array), not an array of dtype {getattr(raw, 'dtype', '?')} and shape {shape}")
+    text = raw.item()
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ArtifactError(path, f"'provenance' is not UTF-8 text (byte {exc.start})") from None
     try:
-        value = json.loads(str(raw.item() if hasattr(raw, "item") else raw))
+        value = json.loads(text)
+    except RecursionError:
+        raise ArtifactError(path, "'provenance' is not a JSON string: nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(path, f"'provenance' is not a JSON string: {exc}") from None
     if not isinstance(value, dict):
@@ -74,23 +86,10 @@ def load_eval_set(path: str | Path, expected_dim: int | None = None, check_finit
     check_finite=False leaves NaN/inf rows in place for a check to count and report.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
-    with archive:
-        missing = [name for name in REQUIRED_ARRAYS if name not in archive.files]
-        if missing:
-            raise ArtifactError(path, f"is missing array(s) {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'})")
-        try:
-            arrays = {name: archive[name] for name in archive.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            reason = str(exc).splitlines()[0]
-            if "pickle" in reason:
-                reason = "an array holds Python objects (pickled); refusing to load it"
-            raise ArtifactError(path, f"cannot be read: {reason}") from None
+    arrays = read_npz(path, "file")
+    missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
+    if missing:
+        raise ArtifactError(path, f"is missing array(s) {', '.join(missing)} (has: {', '.join(arrays) or 'nothing'})")
     contexts, targets, truth_keys = arrays["contexts"], arrays["targets"], arrays["truth_keys"]
     require_shape(path, "contexts", contexts, rank=3)
     require_shape(path, "targets", targets, rank=2)
@@ -99,6 +98,11 @@ def load_eval_set(path: str | Path, expected_dim: int | None = None, check_finit
     require_float32(path, "targets", targets)
     require_keys_valid(path, "truth_keys", truth_keys)
     m, c, d = contexts.shape
+    require_rows(path, "contexts", contexts, "an eval set with no rows measures nothing; every check on it would pass on nothing")
+    if c == 0:
+        raise ArtifactError(path, f"'contexts' has context length 0 (shape {contexts.shape}): every row needs at least one context vector")
+    if d == 0:
+        raise ArtifactError(path, f"'contexts' has dimension 0 (shape {contexts.shape})")
     if targets.shape != (m, d):
         raise ArtifactError(path, f"'targets' has shape {targets.shape}, expected {(m, d)} to match 'contexts' {contexts.shape}")
     if len(truth_keys) != m:
@@ -144,6 +148,5 @@ def write_eval_set(
     }
     if context_keys is not None:
         arrays["context_keys"] = np.asarray(context_keys, dtype=np.int64)
-    with path.open("wb") as out:
-        np.savez(out, **arrays)
+    write_atomic(path, lambda out: np.savez(out, **arrays))
     return path

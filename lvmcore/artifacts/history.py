@@ -19,15 +19,20 @@ and each skips, naming what is missing, unless the keys in `TRAINING_RECORD_KEYS
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lvmcore.errors import ArtifactError
+from lvmcore.artifacts.validate import read_json, require_int
 from lvmcore.files import write_json_atomic
 
 HISTORY_FORMAT = "lvm-history/1"
+EMPTY_HINT = (
+    ": the run's per-epoch records were lost (an old non-atomic write, or a disk that lost it); "
+    "move it aside and resume again to continue without the earlier epochs' rows"
+)
+BATCH_FIELDS = ("batch_size", "accumulation", "world_size", "effective_batch")
 MINIMAL_FORMAT = "epoch-list"  # a bare JSON list of per-epoch objects (what other pipelines write); epoch defaults to position + 1
 TRAINING_RECORD_KEYS = {  # what each training-record gate needs, and where
     "negatives": ("epochs[].negatives_per_positive", "config.batch_size", "config.accumulation (default 1)", "config.world_size (default 1)"),
@@ -125,6 +130,9 @@ class TrainingHistory:
         config = data.get("config", {})
         if not isinstance(config, dict):
             raise ArtifactError(path, f"'config' is a {type(config).__name__}, expected an object")
+        for name in BATCH_FIELDS:
+            if name in config:
+                require_int(path, f"config.{name}", config[name], minimum=1)
         epochs = data.get("epochs", [])
         if not isinstance(epochs, list):
             raise ArtifactError(path, f"'epochs' is a {type(epochs).__name__}, expected a list")
@@ -138,14 +146,9 @@ def _is_number(value: Any) -> bool:
 def read_history(path: str | Path) -> TrainingHistory | None:
     """The history at `path`, or None when there is no such file; a malformed one is one `ArtifactError` line."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ArtifactError(path, f"is not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(path, f"is not valid JSON: {exc}") from None
+    data = read_json(path, "history file", empty_hint=EMPTY_HINT)
     return TrainingHistory.from_dict(path, data)
 
 

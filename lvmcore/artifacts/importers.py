@@ -1,112 +1,105 @@
-"""Importers for the public artifact formats.
+"""Converters: a file in another pipeline's layout, written once in our format for users who want it on disk.
 
-Public payload: an `.npz` with `vectors` (N, D) float32, `article_indices` (N,), `chunk_indices` (N,).
-Legacy payload: a Python dict pickled into a `.npy` (same three entries). Loading it runs code from
-the file, so it is refused unless the caller passes `allow_pickle=True` (the `--allow-pickle` flag),
-and then a warning is issued.
-Public eval set: our eval layout without `context_keys` or `provenance`: `load_eval_set` reads it.
+The suite reads these layouts directly (`lvmcore.artifacts.layouts` lists them); converting is optional.
 
-CLI: `python -m lvmcore.artifacts.importers payload SRC OUT_DIR [--embedder NAME] [--allow-pickle]`
+    python -m lvmcore.artifacts.importers payload SRC OUT_DIR [--embedder NAME] [--allow-pickle] [--field NAME=ARRAY ...]
+    python -m lvmcore.artifacts.importers rows SRC OUT.npz [--allow-pickle] [--field NAME=ARRAY ...]
+
+`payload`: a source-vectors `.npz` (or any `.npz` mapped with `--field`), or a pickled payload `.npy`
+(only with `--allow-pickle`, read through the restricted unpickler: no code from the file runs).
+Vectors are copied as they are; texts, titles and cpe ids go to texts.jsonl; the manifest records
+the norm measured and the source file's sha256 (`source_sha256`: the payload identity an eval set
+of that pipeline records as `payload_build_id`).
+`rows`: eval, validation or training rows of any known layout, in our eval layout (keys widened to
+int64, provenance in our field names; context keys are not invented: the suite recovers them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import warnings
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from lvmcore.errors import ArtifactError
+from lvmcore.files import file_sha256, write_atomic
+from lvmcore.artifacts.evalset import write_eval_set
+from lvmcore.artifacts.layout_payload import SOURCE_ARRAYS, PickleWarning, measured_norm, read_layout_payload, read_payload_columns
+from lvmcore.artifacts.layout_rows import read_rows
+from lvmcore.artifacts.layouts import FieldMappingError, parse_field_mapping
 from lvmcore.artifacts.payload import Payload, write_payload
-from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
+from lvmcore.artifacts.validate import require_finite
 
-PUBLIC_ARRAYS = ("vectors", "article_indices", "chunk_indices")
-
-
-class PickleWarning(UserWarning):
-    """Loading a pickled artifact runs code from the file."""
+PUBLIC_ARRAYS = SOURCE_ARRAYS
+__all__ = ["PUBLIC_ARRAYS", "PickleWarning", "import_public_payload", "import_rows", "main", "read_public_payload"]
 
 
-def _arrays_from_public(path: Path, source: dict) -> tuple[np.ndarray, np.ndarray]:
-    missing = [name for name in PUBLIC_ARRAYS if name not in source]
-    if missing:
-        raise ArtifactError(path, f"is missing {', '.join(missing)} (public payload format: {', '.join(PUBLIC_ARRAYS)})")
-    vectors = np.asarray(source["vectors"])
-    articles, chunks = np.asarray(source["article_indices"]), np.asarray(source["chunk_indices"])
-    require_shape(path, "vectors", vectors, rank=2)
-    require_float32(path, "vectors", vectors)
-    for name, column in (("article_indices", articles), ("chunk_indices", chunks)):
-        require_shape(path, name, column, rank=1)
-        if len(column) != len(vectors):
-            raise ArtifactError(path, f"'{name}' has {len(column)} entries for {len(vectors)} vectors")
-    keys = np.stack([articles, chunks], axis=1)
-    require_keys_valid(path, "article_indices/chunk_indices", keys)
-    return vectors, keys.astype(np.int64)
+def read_public_payload(path: str | Path, allow_pickle: bool = False, check_finite: bool = True, fields: dict[str, str] | None = None) -> Payload:
+    """A payload file of another layout (source-vectors `.npz`, pickled `.npy` with allow_pickle) as an in-memory Payload."""
+    return read_layout_payload(path, fields=fields, allow_pickle=allow_pickle, check_finite=check_finite)
 
 
-def read_public_payload(path: str | Path, allow_pickle: bool = False, check_finite: bool = True) -> Payload:
-    """A public-format payload (`.npz`, or a pickled dict `.npy` with allow_pickle) as an in-memory Payload."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                source = {name: archive[name] for name in archive.files if name in PUBLIC_ARRAYS}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ArtifactError(path, f"cannot be read as .npz (truncated, corrupt or pickled?): {str(exc).splitlines()[0]}") from None
-    else:
-        if not allow_pickle:
-            raise ArtifactError(path, "is not a public .npz payload; if it is a legacy pickled dict, pass --allow-pickle (it runs code from the file)")
-        warnings.warn(f"{path}: loading a pickled payload runs code from the file; convert it once with `python -m lvmcore.artifacts.importers payload`", PickleWarning, stacklevel=2)
-        try:
-            loaded = np.load(path, allow_pickle=True)
-            source = loaded.item() if isinstance(loaded, np.ndarray) and loaded.dtype == object else loaded
-        except (ValueError, OSError, EOFError) as exc:
-            raise ArtifactError(path, f"cannot be read as a pickled payload: {str(exc).splitlines()[0]}") from None
-        if not isinstance(source, dict):
-            raise ArtifactError(path, f"holds a {type(source).__name__}, expected a dict with {', '.join(PUBLIC_ARRAYS)}")
-    vectors, keys = _arrays_from_public(path, source)
-    if check_finite:
-        require_finite(path, "vectors", vectors)
-    manifest = {
-        "embedder": "unknown (public format)",
-        "dim": int(vectors.shape[1]),
-        "norm": "unknown",
-        "metric": "ip",
-        "count": int(len(vectors)),
-        "imported_from": str(path),
-    }
-    return Payload(path=path, vectors=vectors, keys=keys, manifest=manifest)
-
-
-def import_public_payload(source: str | Path, out_dir: str | Path, embedder: str | None = None, allow_pickle: bool = False) -> Path:
-    """Convert a public payload into our directory format (vectors are copied as they are)."""
-    payload = read_public_payload(source, allow_pickle=allow_pickle)
-    return write_payload(
+def import_public_payload(
+    source: str | Path, out_dir: str | Path, embedder: str | None = None, allow_pickle: bool = False, fields: dict[str, str] | None = None
+) -> Path:
+    """Convert a payload file of another layout into our directory format, keeping its texts and the norm measured."""
+    columns = read_payload_columns(source, fields, allow_pickle, converting=True)
+    require_finite(columns.path, "vectors", columns.vectors)
+    out = write_payload(
         out_dir,
-        np.asarray(payload.vectors),
-        payload.keys,
-        embedder=embedder or payload.manifest["embedder"],
-        norm="unknown",
-        extra={"imported_from": str(source)},
+        columns.vectors,
+        columns.keys,
+        embedder=embedder or "unknown (public format)",
+        norm=measured_norm(columns.vectors),
+        texts=columns.texts,
+        extra={"imported_from": str(source), "layout": columns.layout, "source_sha256": file_sha256(source)},
     )
+    if columns.texts is not None and (columns.titles is not None or columns.cpe_ids is not None):
+        lines = []
+        for row, text in enumerate(columns.texts):
+            record = {"text": text}
+            if columns.titles is not None:
+                record["title"] = columns.titles[row]
+            if columns.cpe_ids is not None:
+                record["cpe_id"] = columns.cpe_ids[row]
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        data = "".join(lines).encode("utf-8")
+        write_atomic(Path(out) / "texts.jsonl", lambda handle: handle.write(data))
+    return out
+
+
+def import_rows(source: str | Path, out: str | Path, allow_pickle: bool = False, fields: dict[str, str] | None = None) -> Path:
+    """Convert eval/validation/training rows of any known layout into our eval-set `.npz`."""
+    rows = read_rows(source, fields=fields, allow_pickle=allow_pickle)
+    provenance = {**rows.provenance, "imported_from": str(source), "source_sha256": file_sha256(source)}
+    return write_eval_set(out, rows.contexts, rows.targets, rows.truth_keys, rows.context_keys, provenance)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lvmcore.artifacts.importers", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
-    payload = sub.add_parser("payload", help="convert a public .npz (or legacy pickled) payload into our directory format")
+    payload = sub.add_parser("payload", help="convert a source-vectors .npz or a pickled payload .npy into our directory format")
     payload.add_argument("source")
     payload.add_argument("out_dir")
     payload.add_argument("--embedder", default=None, help="embedder id to record in the manifest")
-    payload.add_argument("--allow-pickle", action="store_true", help="allow a legacy pickled payload (runs code from the file)")
+    rows = sub.add_parser("rows", help="convert eval/validation/training rows of a known layout into our eval .npz")
+    rows.add_argument("source")
+    rows.add_argument("out")
+    for each in (payload, rows):
+        each.add_argument("--allow-pickle", action="store_true",
+                          help="read pickled arrays/payloads through the restricted unpickler (plain data and numpy arrays only)")
+        each.add_argument("--field", action="append", default=[], metavar="NAME=ARRAY",
+                          help="read our field NAME from the file's array ARRAY (unknown layouts; repeatable); NAME= leaves an optional field out")
     args = parser.parse_args(argv)
     try:
-        out = import_public_payload(args.source, args.out_dir, args.embedder, args.allow_pickle)
+        fields = parse_field_mapping(args.field)
+        if args.kind == "payload":
+            out = import_public_payload(args.source, args.out_dir, args.embedder, args.allow_pickle, fields)
+        else:
+            out = import_rows(args.source, args.out, args.allow_pickle, fields)
+    except FieldMappingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -167,7 +167,10 @@ def read_training_rows(
     path = Path(path)
     if path.suffix != ".npz":
         return load_training_data(path, payload)
-    rows = read_rows(path, expected_dim=payload.dim, check_finite=False, fields=fields, allow_pickle=allow_pickle)
+    members = npz_members(path)
+    if is_our_layout(resolve_fields("rows", members, fields)) and "context_keys" in members:
+        return load_training_data(path, payload)
+    rows = read_rows(path, expected_dim=payload.dim, fields=fields, allow_pickle=allow_pickle)
     if rows.context_keys is not None:
         return TrainingData(path=path, context_keys=rows.context_keys, truth_keys=rows.truth_keys, provenance=rows.provenance,
                             contexts=rows.contexts, targets=rows.targets)

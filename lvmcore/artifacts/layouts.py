@@ -165,6 +165,14 @@ def resolve_fields(kind: str, members: dict[str, Member], mapping: dict[str, str
     return Resolved(layout=label, sources=sources, layout_entry=layout)
 
 
+def nearest_layout(kind: str, members: dict[str, Member]) -> Layout | None:
+    """The known `kind` layout with the most of its signature arrays present (at least two), for the error message."""
+    scored = [(sum(name in members for name in layout.signature), layout) for layout in LAYOUTS
+              if layout.kind == kind and layout.signature and not layout.matches(members)]
+    best = max(scored, key=lambda item: item[0], default=(0, None))
+    return best[1] if best[0] >= 2 else None
+
+
 def missing_fields_problem(kind: str, resolved: Resolved, members: dict[str, Member], mapping: dict[str, str] | None) -> str | None:
     """The one-line problem when a required field has no array, naming what the file holds and how to map it."""
     missing = [name for name in REQUIRED[kind] if not resolved.source(name)]
@@ -173,6 +181,10 @@ def missing_fields_problem(kind: str, resolved: Resolved, members: dict[str, Mem
     unused = [f"{n}={s}" for n, s in (mapping or {}).items() if n in FIELDS[kind] and s and s not in members]
     hint = f"; mapping entries naming arrays it lacks: {', '.join(unused)}" if unused else ""
     known = ", ".join(layout.name for layout in LAYOUTS if layout.kind == kind)
+    closest = nearest_layout(kind, members)
+    if closest is not None:
+        lacks = [name for name in closest.signature if name not in members]
+        hint = f"; closest known layout: {closest.name}, which also needs {', '.join(lacks)}" + hint
     return (
         f"is missing array(s) {', '.join(missing)} and matches no known {kind} layout ({known}); it has: "
         f"{', '.join(members) or 'nothing'}. Map its arrays with --field NAME=ARRAY (e.g. --field {missing[0]}=...) "

@@ -3,7 +3,8 @@
 Layout detection needs to know which arrays a file holds and which of them are object arrays
 (pickles) before anything is loaded: a pickle runs code when it is read, so an object member is
 only ever read under an explicit flag, through `lvmcore.artifacts.safe_pickle`. The `.npy` header
-is a Python literal parsed by numpy with `ast.literal_eval`, so reading it runs nothing.
+is a Python literal parsed by numpy with `ast.literal_eval`, so reading it runs nothing
+(`lvmcore.artifacts.validate.npy_header`, which also checks the shape against the bytes that follow).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from lvmcore.errors import ArtifactError
+from lvmcore.artifacts.validate import npy_header, require_file
 
 PICKLE_FLAG = "--allow-pickle"
 
@@ -35,26 +37,19 @@ class Member:
         return bool(self.dtype.hasobject)
 
 
-def read_header(handle: IO[bytes], path: Path, name: str) -> Member:
-    """The header of one `.npy` stream (magic, dtype, shape) without reading its data."""
+def read_header(handle: IO[bytes], path: Path, name: str, size: int | None) -> Member:
+    """The header of one `.npy` stream (magic, dtype, shape) without reading its data (`validate.npy_header`)."""
     try:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise ArtifactError(path, f"array '{name}' has no readable .npy header (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
-    return Member(name=name, dtype=np.dtype(dtype), shape=tuple(int(n) for n in shape))
+        shape, _, dtype, _ = npy_header(path, handle, size)
+    except ArtifactError as exc:
+        raise ArtifactError(path, f"array '{name}' {exc.problem}") from None
+    return Member(name=name, dtype=dtype, shape=shape)
 
 
 def npz_members(path: str | Path) -> dict[str, Member]:
     """Every array of an `.npz`, by name (the `.npy` suffix dropped), in the archive's order."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
+    require_file(path, ".npz file")
     try:
         with zipfile.ZipFile(path) as archive:
             members = {}
@@ -63,7 +58,7 @@ def npz_members(path: str | Path) -> dict[str, Member]:
                     continue
                 name = info.filename[: -len(".npy")]
                 with archive.open(info) as handle:
-                    members[name] = read_header(handle, path, name)
+                    members[name] = read_header(handle, path, name, info.file_size)
             return members
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
@@ -72,10 +67,9 @@ def npz_members(path: str | Path) -> dict[str, Member]:
 def npy_member(path: str | Path) -> Member:
     """The header of a single `.npy` file."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
+    size = require_file(path, ".npy file").st_size
     with path.open("rb") as handle:
-        return read_header(handle, path, path.stem)
+        return read_header(handle, path, path.stem, size)
 
 
 def refuse_pickle(path: Path, name: str, leave_out: str | None = None) -> ArtifactError:
@@ -104,7 +98,7 @@ def load_pickled_member(path: Path, name: str) -> Any:
 
     try:
         with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as handle:
-            return load_npy_restricted(handle)
+            return load_npy_restricted(handle, path)
     except ArtifactError as exc:
         raise ArtifactError(path, f"'{name}': {exc.problem}") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:

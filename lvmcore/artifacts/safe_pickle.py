@@ -29,7 +29,7 @@ from typing import IO, Any, BinaryIO, Callable
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.artifacts.validate import npy_header, require_file
+from lvmcore.artifacts.validate import npy_header, read_npy_data, require_file
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -197,12 +197,4 @@ def _read_npy(handle: IO[bytes], path: Path, size: int | None) -> np.ndarray:
             got = f"array of shape {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
             raise ArtifactError(path, f"holds a pickled {got}, not the object array of shape {shape} its header describes")
         return array
-    data = bytearray(data_bytes)
-    view, filled = memoryview(data), 0
-    while filled < data_bytes:
-        count = handle.readinto(view[filled:])
-        if not count:
-            raise ArtifactError(path, f"is truncated: {filled:,} of the {data_bytes:,} data bytes its header describes")
-        filled += count
-    array = np.frombuffer(data, dtype=dtype)
-    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+    return read_npy_data(path, handle, shape, fortran, dtype, data_bytes)

@@ -10,7 +10,6 @@ copies (they would be 7 GiB at D=768).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,12 @@ from lvmcore.blocks import take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.artifacts.evalset import load_eval_set
 from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.validate import read_json, require_file, require_int, require_object, shown
 from lvmcore.artifacts.windows import build_windows
+from lvmcore.files import write_json_atomic
 
 WINDOWS_FORMAT = "lvm-windows/1"
+MAX_CONTEXT_LENGTH = 4096  # chunks per window; far beyond any model's context, small enough to build windows safely
 
 
 @dataclass
@@ -39,6 +41,7 @@ class TrainingData:
     payload: Payload | None = None  # the bank windows are read from, when built by key
     context_rows: np.ndarray | None = None  # (W, C) payload rows, when built by key
     target_rows: np.ndarray | None = None  # (W,) payload rows, when built by key
+    recovered_context_keys: Any = None  # when the file had no context_keys: what key recovery found (lvmcore.plumbing.key_recovery.ContextKeys)
 
     @property
     def count(self) -> int:
@@ -93,15 +96,13 @@ def write_windows_spec(path: str | Path, articles: np.ndarray, context_length: i
         "articles": sorted(int(a) for a in np.unique(articles)),
         "provenance": provenance,
     }
-    path.write_text(json.dumps(spec, indent=1) + "\n")
-    return path
+    return write_json_atomic(path, spec)
 
 
 def load_training_data(path: str | Path, payload: Payload) -> TrainingData:
     """Load training data: an `.npz` (eval-set layout) or a windows spec resolved against `payload`."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "file not found")
+    require_file(path)
     if path.suffix == ".npz":
         rows = load_eval_set(path, expected_dim=payload.dim)
         if rows.context_keys is None:
@@ -114,17 +115,31 @@ def load_training_data(path: str | Path, payload: Payload) -> TrainingData:
             contexts=rows.contexts,
             targets=rows.targets,
         )
-    try:
-        spec = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(path, f"is neither an .npz nor valid JSON: {exc}") from None
+    spec = read_json(path, "training data file")
     if not isinstance(spec, dict) or spec.get("format") != WINDOWS_FORMAT:
         raise ArtifactError(path, f"is not a training windows spec (expected \"format\": \"{WINDOWS_FORMAT}\")")
     for name in ("context_length", "articles"):
         if name not in spec:
             raise ArtifactError(path, f"is missing field '{name}'")
-    articles = np.asarray(spec["articles"], dtype=np.int64)
+    context_length = require_int(path, "'context_length'", spec["context_length"], minimum=1, maximum=MAX_CONTEXT_LENGTH)
+    articles = spec_articles(path, spec["articles"])
+    provenance = require_object(path, "'provenance'", spec.get("provenance", {}))
     unknown = np.setdiff1d(articles, payload.keys[:, 0])
     if unknown.size:
         raise ArtifactError(path, f"names {unknown.size} article(s) absent from the payload {payload.path} (first: {int(unknown[0])})")
-    return windows_from_payload(payload, articles, int(spec["context_length"]), path, dict(spec.get("provenance", {})))
+    data = windows_from_payload(payload, articles, context_length, path, dict(provenance))
+    if data.count == 0:
+        longest = int(np.max(np.unique(payload.keys[np.isin(payload.keys[:, 0], articles), 0], return_counts=True)[1]))
+        raise ArtifactError(
+            path, f"yields 0 windows: context length {context_length} needs {context_length + 1} consecutive chunks, and the longest of its {len(articles)} article(s) has {longest}"
+        )
+    return data
+
+
+def spec_articles(path: Path, value: object) -> np.ndarray:
+    """The spec's article ids: a non-empty list of integers >= 0 (no strings, floats or bools)."""
+    if not isinstance(value, list) or not value:
+        raise ArtifactError(path, f"'articles' is {shown(value)}, expected a non-empty list of article ids")
+    for position, article in enumerate(value):
+        require_int(path, f"'articles'[{position}]", article, minimum=0, maximum=2**31 - 1)
+    return np.asarray(value, dtype=np.int64)

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import stat
+import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -177,7 +179,7 @@ def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[t
             raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, UnicodeDecodeError, MemoryError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"is not a .npy array (bad header: {reason[:200]})") from None
+        raise ArtifactError(path, f"cannot be read as .npy (bad header: {reason[:200]})") from None
     if any(int(n) < 0 for n in shape):
         raise ArtifactError(path, f"has a negative dimension in its header shape {shape}")
     if dtype.hasobject:
@@ -187,6 +189,53 @@ def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[t
         available = total_size - handle.tell()
         if data_bytes > available:
             raise ArtifactError(
-                path, f"is truncated: its header says shape {tuple(shape)} {dtype} ({data_bytes:,} bytes of data) but {max(available, 0):,} bytes follow the header"
+                path, f"cannot be read: truncated, its header says shape {tuple(shape)} {dtype} ({data_bytes:,} bytes of data) but {max(available, 0):,} bytes follow the header"
             )
     return tuple(int(n) for n in shape), bool(fortran), dtype, data_bytes
+
+
+def read_npy_data(path: Path, handle: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dtype, data_bytes: int) -> np.ndarray:
+    """The data after a `.npy` header (see `npy_header`), read into a writable array of exactly that size."""
+    data = bytearray(data_bytes)
+    view, filled = memoryview(data), 0
+    while filled < data_bytes:
+        count = handle.readinto(view[filled:])
+        if not count:
+            raise ArtifactError(path, f"cannot be read: truncated, {filled:,} of the {data_bytes:,} data bytes its header describes")
+        filled += count
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+
+
+NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError, MemoryError, UnicodeDecodeError)
+
+
+def read_npz(path: Path, what: str = ".npz file") -> dict[str, np.ndarray]:
+    """Every `.npy` member of an `.npz`, headers checked against the members' sizes before any data is read.
+
+    An object member (a pickle) is refused: these arrays are plain numbers. A corrupt archive or
+    member (bad CRC, bad deflate stream, truncation) is one line naming the member.
+    """
+    require_file(path, what)
+    arrays: dict[str, np.ndarray] = {}
+    name = ""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                name = info.filename[: -len(".npy")]
+                with archive.open(info) as handle:
+                    shape, fortran, dtype, data_bytes = npy_header(path, handle, info.file_size)
+                    if dtype.hasobject:
+                        raise ArtifactError(path, f"array '{name}' holds Python objects (pickled); refusing to load it (these arrays are plain numbers)")
+                    arrays[name] = read_npy_data(path, handle, shape, fortran, dtype, data_bytes)
+    except ArtifactError as exc:
+        if exc.problem.startswith("array '"):
+            raise
+        raise ArtifactError(path, f"array '{name}' {exc.problem}") from None
+    except NPZ_READ_ERRORS as exc:
+        where = f" (array '{name}')" if name else ""
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(path, f"cannot be read as .npz{where} (truncated or corrupt?): {reason}") from None
+    return arrays
