@@ -300,3 +300,16 @@ def test_the_healthy_checkpoint_passes_the_record_gates_it_has_records_for(pytes
     text = (pytester.path / "reports" / "t" / "epoch_001" / "report.md").read_text()
     assert "## What the model is" in text and "**predictor**" in text and "context-excluded" in text
     assert text.count(" (") > 20  # intervals beside the R@K figures
+
+
+def test_an_eval_set_without_context_keys_gets_them_recovered_for_the_gate(pytester, monkeypatch, bank) -> None:
+    """The public layout stores no context keys: echo, offsets and the context-excluded view still run, with the same figures."""
+    with np.load(bank["root"] / "eval.npz") as ours:
+        np.savez(bank["root"] / "eval_public.npz", contexts=ours["contexts"], targets=ours["targets"], truth_keys=ours["truth_keys"].astype(np.int32))
+    _, with_keys = run_gate(pytester, monkeypatch, bank, bank["good"])
+    result, without = run_gate(pytester, monkeypatch, bank, bank["good"], "--run-name", "public", eval_name="eval_public.npz")
+    public = without.get("epoch_001") or json.loads((pytester.path / "reports" / "public" / "epoch_001" / "report.json").read_text())
+    for check in ("echo_rate", "offset_peak_margin", "context_excluded_r_at_5_over_best_baseline_lower95"):
+        theirs = next(r for r in public["records"] if r["check"] == check)
+        ours = next(r for r in with_keys["epoch_001"]["records"] if r["check"] == check)
+        assert theirs["status"] == "pass" and theirs["measured"] == ours["measured"], (check, theirs, result.stdout.str()[-2000:])
