@@ -93,7 +93,7 @@ def test_source_vectors_as_the_payload_are_read_and_named_honestly(pytester, tmp
     """The eval set names payload.npy by sha256; given the source vectors, every content check passes and the identity
     check says the recorded file is another one, and which to pass."""
     result = run_checks(pytester, tmp_path, *pipeline_args(public, "sequences v1", payload="source_vectors"))
-    failed = [line.split("::")[-1] for line in result.stdout.lines if line.startswith("FAILED ")]
+    failed = [line.split("::")[-1].split(" ")[0] for line in result.stdout.lines if line.startswith("FAILED ")]
     assert failed == ["test_eval_and_training_data_name_this_payload"], result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["*records payload_sha256*pass that file (with --allow-pickle) or a directory converted from it*"])
 
