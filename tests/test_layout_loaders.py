@@ -267,8 +267,11 @@ def v1_arrays(public) -> dict[str, np.ndarray]:
     (lambda a: a.update(provenance=np.array(["[1, 2]"])), ("'provenance' must hold a JSON object",)),
     (lambda a: a.pop("target_vectors"), ("missing array(s) contexts, targets", "closest known layout: sequences v1, which also needs target_vectors",
                                           "--field NAME=ARRAY")),
+    (lambda a: a.update(context_sequences=a["context_sequences"][:0], target_vectors=a["target_vectors"][:0], truth_keys=a["truth_keys"][:0],
+                        num_sequences=np.array(0)), ("'contexts' has 0 rows", "pass on nothing")),
+    (lambda a: a.update(context_sequences=a["context_sequences"][:, :0], context_length=np.array(0)), ("context length 0",)),
 ], ids=["context-length", "num-sequences", "vector-dim", "dim-array", "float-keys", "float64", "short-targets", "bad-json",
-        "two-provenances", "json-list", "no-targets"])
+        "two-provenances", "json-list", "no-targets", "zero-rows", "zero-context"])
 def test_malformed_sequences_v1(public, tmp_path, change, fragments) -> None:
     arrays = v1_arrays(public)
     change(arrays)

@@ -90,6 +90,17 @@ def load_eval_set(path: str | Path, expected_dim: int | None = None, check_finit
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
         raise ArtifactError(path, f"is missing array(s) {', '.join(missing)} (has: {', '.join(arrays) or 'nothing'})")
+    provenance = parse_provenance(path, arrays["provenance"]) if "provenance" in arrays else {}
+    return eval_set_from_arrays(path, arrays, provenance, expected_dim=expected_dim, check_finite=check_finite)
+
+
+def eval_set_from_arrays(path: Path, arrays: dict[str, Any], provenance: dict[str, Any], expected_dim: int | None = None, check_finite: bool = True) -> EvalSet:
+    """Validate `contexts`, `targets`, `truth_keys` (and `context_keys`, when present) read from any layout.
+
+    The one validation of eval rows: our `.npz` (`load_eval_set`) and every other layout
+    (`lvmcore.artifacts.layout_rows`) go through it. Vectors must be float32 and are never cast;
+    keys are checked, then widened to int64 (an int32 key names the same payload row).
+    """
     contexts, targets, truth_keys = arrays["contexts"], arrays["targets"], arrays["truth_keys"]
     require_shape(path, "contexts", contexts, rank=3)
     require_shape(path, "targets", targets, rank=2)
@@ -118,7 +129,6 @@ def load_eval_set(path: str | Path, expected_dim: int | None = None, check_finit
     if check_finite:
         require_finite(path, "contexts", contexts)
         require_finite(path, "targets", targets)
-    provenance = parse_provenance(path, arrays["provenance"]) if "provenance" in arrays else {}
     return EvalSet(
         path=path,
         contexts=contexts,

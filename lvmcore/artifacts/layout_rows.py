@@ -21,12 +21,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lvmcore.artifacts.evalset import EvalSet, load_eval_set
+from lvmcore.artifacts.evalset import EvalSet, eval_set_from_arrays, load_eval_set
 from lvmcore.artifacts.layouts import Resolved, canonical_provenance, missing_fields_problem, resolve_fields
 from lvmcore.artifacts.npz_members import Member, load_pickled_member, load_plain_members, npz_members, refuse_pickle
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData, load_training_data
-from lvmcore.artifacts.validate import require_finite, require_float32, require_keys_valid, require_shape
 from lvmcore.errors import ArtifactError
 
 OPTIONAL_PICKLES = ("provenance",)  # object arrays we read under the flag; anything else pickled is refused
@@ -53,7 +52,8 @@ def read_rows(
     if problem:
         raise ArtifactError(path, problem)
     arrays = read_fields(path, resolved, members, allow_pickle)
-    rows = validated_rows(path, arrays, expected_dim, check_finite)
+    provenance = provenance_of(path, arrays["provenance"]) if "provenance" in arrays else {}
+    rows = eval_set_from_arrays(path, arrays, provenance, expected_dim=expected_dim, check_finite=check_finite)
     check_scalars(path, resolved, members, rows)
     rows.provenance = {**rows.provenance, "layout": resolved.layout}
     return rows
@@ -73,39 +73,6 @@ def read_fields(path: Path, resolved: Resolved, members: dict[str, Member], allo
     for name, source in pickled.items():
         arrays[name] = load_pickled_member(path, source)
     return arrays
-
-
-def widen_keys(path: Path, name: str, keys: np.ndarray) -> np.ndarray:
-    """Integer keys as int64 after validation (see the module docstring for why this is safe)."""
-    require_keys_valid(path, name, keys)
-    return keys.astype(np.int64, copy=False)
-
-
-def validated_rows(path: Path, arrays: dict[str, Any], expected_dim: int | None, check_finite: bool) -> EvalSet:
-    contexts, targets, truth_keys = arrays["contexts"], arrays["targets"], arrays["truth_keys"]
-    require_shape(path, "contexts", contexts, rank=3)
-    require_shape(path, "targets", targets, rank=2)
-    require_shape(path, "truth_keys", truth_keys, rank=2, last=2)
-    require_float32(path, "contexts", contexts)
-    require_float32(path, "targets", targets)
-    m, c, d = contexts.shape
-    if targets.shape != (m, d):
-        raise ArtifactError(path, f"'targets' has shape {targets.shape}, expected {(m, d)} to match 'contexts' {contexts.shape}")
-    if len(truth_keys) != m:
-        raise ArtifactError(path, f"'truth_keys' has {len(truth_keys)} rows for {m} contexts")
-    if expected_dim is not None and d != expected_dim:
-        raise ArtifactError(path, f"vectors have dimension {d} but the payload has dimension {expected_dim}")
-    truth_keys = widen_keys(path, "truth_keys", truth_keys)
-    context_keys = arrays.get("context_keys")
-    if context_keys is not None:
-        if context_keys.shape != (m, c, 2):
-            raise ArtifactError(path, f"'context_keys' has shape {context_keys.shape}, expected {(m, c, 2)}")
-        context_keys = widen_keys(path, "context_keys", context_keys)
-    if check_finite:
-        require_finite(path, "contexts", contexts)
-        require_finite(path, "targets", targets)
-    provenance = provenance_of(path, arrays["provenance"]) if "provenance" in arrays else {}
-    return EvalSet(path=path, contexts=contexts, targets=targets, truth_keys=truth_keys, context_keys=context_keys, provenance=provenance)
 
 
 def provenance_of(path: Path, raw: Any) -> dict[str, Any]:
