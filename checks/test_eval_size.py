@@ -11,18 +11,16 @@ from __future__ import annotations
 import pytest
 
 from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.gate.intervals import rows_to_resolve
+from lvmcore.gate.decision import R_AT_5_LEVELS, eval_rows_needed
 
 pytestmark = pytest.mark.plumbing
-
-R_AT_5_LEVELS = {"minimum": 0.0, "good": 0.05, "strong": 0.10}  # the levels of checks/test_gate_retrieval.py::test_model_retrieves_next_chunk_r_at_5
 
 
 @pytest.mark.threshold("eval_rows_beyond_needed", minimum=0)
 def test_eval_set_is_large_enough_to_resolve_r_at_5_levels(eval_set: EvalSet, threshold) -> None:
     """Eval rows minus the rows needed for the 'good' R@5 level to be told from 'strong' and from 'minimum'."""
     good = R_AT_5_LEVELS["good"]
-    needed = max(rows_to_resolve(good, R_AT_5_LEVELS["strong"]), rows_to_resolve(good, R_AT_5_LEVELS["minimum"]))
+    needed = eval_rows_needed()
     threshold.check(
         eval_set.count - needed,
         cause=f"too few eval rows: a model at R@5 {100 * good:.0f}% cannot be told from {100 * R_AT_5_LEVELS['strong']:.0f}% "

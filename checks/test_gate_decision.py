@@ -10,20 +10,16 @@ from __future__ import annotations
 import pytest
 
 from lvmcore.artifacts.checkpoint import CheckpointRecord
-from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.artifacts.payload import Payload
 from lvmcore.gate.decision import decide
 from lvmcore.gate.evaluate import GateEvaluation
-from lvmcore.gate.record_checks import provenance_mismatches, recorded_leakage
+from lvmcore.gate.record_checks import RecordFindings
 from lvmcore.gate.report import DECISION_RECORD, FIGURES_RECORD
 
 pytestmark = pytest.mark.gate
 
 
-def test_decision(checkpoint_path, gate_evaluation: GateEvaluation, checkpoint_record: CheckpointRecord, payload: Payload, eval_set: EvalSet, record) -> None:
-    problems, _ = provenance_mismatches(checkpoint_record.provenance, payload.manifest, payload.content_hash, eval_set.provenance)
-    leaked = recorded_leakage(checkpoint_record.training_articles, eval_set.articles).count if checkpoint_record.training_articles else None
-    metrics = gate_evaluation.gate_metrics(provenance_mismatch="; ".join(problems) or None, leaked_eval_articles=leaked)
+def test_decision(checkpoint_path, gate_evaluation: GateEvaluation, checkpoint_findings: RecordFindings, record) -> None:
+    metrics = gate_evaluation.gate_metrics(provenance_mismatch=checkpoint_findings.provenance_mismatch, leaked_eval_articles=checkpoint_findings.leaked_eval_articles)
     invalid = metrics.invalid_figures()
     decision = decide(metrics)
     record(DECISION_RECORD, decision.action, shown=decision.action, action=decision.action, reason=decision.reason, metrics=metrics.as_dict())

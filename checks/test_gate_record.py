@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.artifacts.checkpoint import CheckpointRecord
-from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.artifacts.payload import Payload
 from lvmcore.gate.evaluate import GateEvaluation
-from lvmcore.gate.record_checks import provenance_mismatches, recorded_leakage
+from lvmcore.gate.record_checks import RecordFindings
 
 pytestmark = pytest.mark.gate
 
 
 @pytest.mark.threshold("checkpoint_provenance_disagreements", minimum=0, above=False)
-def test_checkpoint_provenance_matches_payload_and_eval_set(checkpoint_path, checkpoint_record: CheckpointRecord, payload: Payload, eval_set: EvalSet, record, threshold) -> None:
+def test_checkpoint_provenance_matches_payload_and_eval_set(checkpoint_path, checkpoint_findings: RecordFindings, record, threshold) -> None:
     """embedder, dim, norm, metric and payload hash recorded by the checkpoint vs the payload manifest and eval provenance."""
-    problems, compared = provenance_mismatches(checkpoint_record.provenance, payload.manifest, payload.content_hash, eval_set.provenance)
+    problems, compared = checkpoint_findings.provenance_problems, checkpoint_findings.provenance_fields_compared
     if compared == 0:
         record("checkpoint_provenance_not_recorded", 1, shown="not recorded", note=f"{checkpoint_path} records no embedder/dim/norm/metric/payload_hash: provenance could not be compared")
         pytest.skip(f"{checkpoint_path} records no provenance (embedder, dim, norm, metric, payload_hash): cannot tell which payload it was trained for")
@@ -34,12 +31,12 @@ def test_checkpoint_provenance_matches_payload_and_eval_set(checkpoint_path, che
 
 
 @pytest.mark.threshold("checkpoint_eval_article_overlap", minimum=0, above=False)
-def test_checkpoint_training_articles_exclude_eval_articles(checkpoint_path, checkpoint_record: CheckpointRecord, eval_set: EvalSet, record, threshold) -> None:
+def test_checkpoint_training_articles_exclude_eval_articles(checkpoint_path, checkpoint_findings: RecordFindings, record, threshold) -> None:
     """Eval articles among the training articles the checkpoint records: any is leakage (row 5)."""
-    if not checkpoint_record.training_articles:
+    leakage = checkpoint_findings.leakage
+    if leakage is None:
         record("checkpoint_training_articles_not_recorded", 1, shown="not recorded", note=f"{checkpoint_path} records no training_articles: leakage into this eval set could not be checked at gate time")
         pytest.skip(f"{checkpoint_path} records no training_articles: leakage cannot be checked at gate time (run the plumbing leakage checks on its training data)")
-    leakage = recorded_leakage(checkpoint_record.training_articles, eval_set.articles)
     threshold.check(
         leakage.count,
         cause="the model trained on documents of the eval set: split by document, not by window (row 5)",

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import pytest
 
+from lvmcore.gate.decision import R_AT_5_LEVELS
 from lvmcore.gate.evaluate import GateEvaluation
-from lvmcore.gate.metrics import retrieval_intervals
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("r_at_5", minimum=0.0, good=0.05, strong=0.10, strict=True, percent=True)
+@pytest.mark.threshold("r_at_5", **R_AT_5_LEVELS, strict=True, percent=True)  # minimum 0, good 5%, strong 10%; the eval-size check and the decision read the same levels
 def test_model_retrieves_next_chunk_r_at_5(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """R@5 of exact search over the whole payload: the truth key among the top 5."""
     exact = gate_evaluation.model.exact
     ivf = gate_evaluation.model.ivf
-    intervals = retrieval_intervals(gate_evaluation.model.exact_ranks)
+    intervals = gate_evaluation.model.intervals
     r5 = intervals["r_at_5"]
     threshold.check(
         exact.r_at_5,

@@ -97,3 +97,14 @@ def gather_rows(vectors: np.ndarray, rows: np.ndarray, block_rows: int = ROW_BLO
         if hi > lo:
             out[lo:hi] = block[rows[lo:hi] - start]
     return out
+
+
+def update_digest(digest, array: np.ndarray, dtype: np.dtype | type | None = None, block_rows: int = ROW_BLOCK) -> None:
+    """Feed `array`'s bytes (as `dtype` if given) to a hashlib digest, streamed in row blocks.
+
+    The digest sees the same bytes as one `update(array.tobytes())`, so block size never changes a
+    hash; a memory map is read once and its pages handed back as it goes.
+    """
+    rows = array.reshape(len(array), -1) if array.ndim and len(array) else array.reshape(0, 1)
+    for _, block in iter_blocks(rows, block_rows):
+        digest.update(np.ascontiguousarray(block, dtype=dtype).tobytes())

@@ -89,18 +89,24 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
     return write_atomic(path, lambda out: torch.save(content, out))
 
 
+def peek(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's top-level dict mapped, not read (`torch.load(mmap=True, weights_only=True)`, pathlib
+    paths allowed), or {} when it cannot be read safely: for facts only, never for weights."""
+    try:
+        with torch.serialization.safe_globals(list(SAFE_PATH_TYPES)):
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable here: the caller keeps the file and the full reader reports it properly
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
 def peek_epoch_step(path: str | Path) -> tuple[Any, Any] | None:
-    """(epoch, step) of a checkpoint without reading its weights (`torch.load(mmap=True)`), None if unreadable.
+    """(epoch, step) of a checkpoint without reading its weights, None if unreadable.
 
     Used to tell a `last.pt`/`best.pt` that duplicates an `epoch_NNN.pt` from one that does not.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable here: the caller keeps the file and the full reader reports it properly
-        return None
-    if not isinstance(state, dict):
-        return None
-    return state.get("epoch"), state.get("step")
+    content = peek(path)
+    return (content.get("epoch"), content.get("step")) if content else None
 
 
 def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
@@ -155,13 +161,7 @@ def read_foreign_record(path: str | Path) -> CheckpointRecord:
     A file that cannot be read safely gives a record with only its path.
     """
     path = Path(path)
-    try:
-        with torch.serialization.safe_globals(list(SAFE_PATH_TYPES)):
-            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # the adapter loads it its own way; nothing here to report
-        content = {}
-    if not isinstance(content, dict):
-        content = {}
+    content = peek(path)
     epoch, step = content.get("epoch"), content.get("step", content.get("global_step"))
     metrics = {k: v for k, v in content.items() if isinstance(k, str) and k.startswith(("val_", "train_")) and isinstance(v, (int, float))}
     return CheckpointRecord(

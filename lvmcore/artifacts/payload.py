@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lvmcore.blocks import iter_blocks, take_rows
+from lvmcore.blocks import take_rows, update_digest
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic, write_json_atomic
 from lvmcore.keys import KeyIndex
@@ -64,10 +64,8 @@ def content_hash(vectors: np.ndarray, keys: np.ndarray) -> str:
     """blake2b of the vectors' and keys' bytes, streamed so a memory-mapped bank is read once."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{vectors.shape}|{vectors.dtype}|{keys.shape}|{keys.dtype}".encode())
-    rows_per_block = max(1, HASH_BLOCK_BYTES // max(1, vectors[:1].nbytes))
-    for _, block in iter_blocks(vectors, rows_per_block):
-        digest.update(np.ascontiguousarray(block).tobytes())
-    digest.update(np.ascontiguousarray(keys).tobytes())
+    update_digest(digest, vectors, block_rows=max(1, HASH_BLOCK_BYTES // max(1, vectors[:1].nbytes)))
+    update_digest(digest, keys)
     return digest.hexdigest()
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from lvmcore.artifacts.evalset import EvalSet, load_eval_set
 from lvmcore.artifacts.validate import require_float32, require_integer, require_shape
-from lvmcore.blocks import iter_blocks
+from lvmcore.blocks import update_digest
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
 
@@ -42,8 +42,7 @@ def eval_set_fingerprint(eval_set: EvalSet) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for array, dtype in ((eval_set.contexts, np.float32), (eval_set.targets, np.float32), (eval_set.truth_keys, np.int64)):
         digest.update(str(array.shape).encode())
-        for _, block in iter_blocks(array.reshape(len(array), -1) if len(array) else array.reshape(0, 1)):
-            digest.update(np.ascontiguousarray(block, dtype=dtype).tobytes())
+        update_digest(digest, array, dtype)
     return digest.hexdigest()
 
 

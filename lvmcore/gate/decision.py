@@ -26,8 +26,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lvmcore.gate.intervals import rows_to_resolve
+
 ACTIONS = ("continue", "train_more", "check_index", "check_data", "check_model", "pivot_two_tower", "below_baseline")
-GOOD_R_AT_5 = 0.05
+R_AT_5_LEVELS = {"minimum": 0.0, "good": 0.05, "strong": 0.10}  # the levels of the r_at_5 gate (checks/test_gate_retrieval.py)
+GOOD_R_AT_5 = R_AT_5_LEVELS["good"]
 DELTA_FOR_INDEX = 0.10
 MIN_IVF_AGREEMENT = 0.80  # IVF must find at least this share of the truths exact search finds
 HIGH_ECHO = 0.50
@@ -86,6 +89,13 @@ class Decision:
 
     def as_dict(self) -> dict[str, str]:
         return {"action": self.action, "reason": self.reason}
+
+
+def eval_rows_needed() -> int:
+    """Eval rows for a model at the 'good' R@5 level to be told at 95% (Wilson) from 'strong' and from
+    'minimum' (`lvmcore.gate.intervals.rows_to_resolve`; 153 rows, the 5%-vs-10% bound binding)."""
+    good = R_AT_5_LEVELS["good"]
+    return max(rows_to_resolve(good, R_AT_5_LEVELS["strong"]), rows_to_resolve(good, R_AT_5_LEVELS["minimum"]))
 
 
 def _pct(value: float) -> str:

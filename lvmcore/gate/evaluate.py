@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterator
 
 import faiss
@@ -28,8 +29,8 @@ import numpy as np
 from lvmcore.gate import baselines as base
 from lvmcore.errors import ArtifactError
 from lvmcore.gate.comparison import Comparison, compare_to_best, model_kind
-from lvmcore.gate.decision import GOOD_R_AT_5, GateMetrics
-from lvmcore.gate.intervals import rows_to_resolve
+from lvmcore.gate.decision import GateMetrics, eval_rows_needed
+from lvmcore.gate.intervals import Interval
 from lvmcore.gate.report import GateFigures
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.exact import exact_search
@@ -64,7 +65,6 @@ RIDGE_MAX_WINDOWS = 20_000  # X^T X at C*D = 3,840 features: ~300 GFLOP, under a
 HIST_BINS = np.linspace(-1.0, 1.0, 81)
 EXAMPLE_ROWS = 5
 EXCLUDE_MARGIN = 8  # extra results per query beyond 50 + C, for context keys held by several payload rows
-STRONG_R_AT_5 = 0.10  # the r_at_5 gate's 'strong' level: an eval set must tell 'good' (5%) from it
 TEXT_CHARS = 240
 
 
@@ -92,11 +92,20 @@ class QuerySetResult:
             return []
         return [float(((ranks > 0) & (ranks <= k)).mean()) for k in range(1, CONTAIN_K + 1)]
 
+    @cached_property
+    def intervals(self) -> dict[str, Interval]:
+        """95% intervals of the exact R@1/5/10/50 (Wilson) and MRR (bootstrap), computed once."""
+        return retrieval_intervals(self.exact_ranks)
+
+    @cached_property
+    def excluded_intervals(self) -> dict[str, Interval] | None:
+        return None if self.excluded_ranks is None else retrieval_intervals(self.excluded_ranks)
+
     def summary(self) -> dict[str, Any]:
         """Every figure of the set, with a 95% interval `<figure>_ci` [low, high] beside each R@K and MRR."""
-        def with_intervals(prefix: str, figures: Retrieval, ranks: np.ndarray) -> dict[str, Any]:
+        def with_intervals(prefix: str, figures: Retrieval, intervals: dict[str, Interval]) -> dict[str, Any]:
             out = {f"{prefix}_{k}": v for k, v in figures.as_dict().items()}
-            out |= {f"{prefix}_{k}_ci": [i.low, i.high] for k, i in retrieval_intervals(ranks).items()}
+            out |= {f"{prefix}_{k}_ci": [i.low, i.high] for k, i in intervals.items()}
             return out
 
         return {
@@ -104,8 +113,8 @@ class QuerySetResult:
             "cosine": self.cosine,
             "echo_rate": self.echo,
             "ivf_agreement": self.ivf_agreement,
-            **with_intervals("exact", self.exact, self.exact_ranks),
-            **(with_intervals("excluded", self.excluded, self.excluded_ranks) if self.excluded is not None else {}),
+            **with_intervals("exact", self.exact, self.intervals),
+            **(with_intervals("excluded", self.excluded, self.excluded_intervals) if self.excluded is not None else {}),
             **({f"ivf_{k}": v for k, v in self.ivf.as_dict().items()} if self.ivf else {}),
         }
 
@@ -136,9 +145,10 @@ class GateEvaluation:
         """The baseline with the highest exact R@5 (ties: higher cosine)."""
         return max(self.baselines.values(), key=lambda r: (r.exact.r_at_5, r.cosine))
 
-    @property
+    @cached_property
     def comparisons(self) -> dict[str, Comparison]:
-        """The model against the best baseline of each view, paired over the same rows (see `lvmcore.gate.comparison`)."""
+        """The model against the best baseline of each view, paired over the same rows (see `lvmcore.gate.comparison`);
+        computed once (each is a 2,000-resample bootstrap)."""
         out = {"raw": compare_to_best("raw", self.model.exact_ranks, {n: b.exact_ranks for n, b in self.baselines.items()}, self.seed)}
         if self.model.excluded_ranks is not None:
             out["context_excluded"] = compare_to_best("context_excluded", self.model.excluded_ranks, {n: b.excluded_ranks for n, b in self.baselines.items()}, self.seed)
@@ -192,7 +202,7 @@ class GateEvaluation:
         best = self.best_baseline
         comparisons = self.comparisons
         raw, excluded = comparisons["raw"], comparisons.get("context_excluded")
-        r5 = retrieval_intervals(self.model.exact_ranks)["r_at_5"]
+        r5 = self.model.intervals["r_at_5"]
         return GateMetrics(
             r_at_5=self.model.exact.r_at_5,
             r_at_1=self.model.exact.r_at_1,
@@ -215,7 +225,7 @@ class GateEvaluation:
             model_kind=self.kind[0],
             nonfinite_predictions=self.nonfinite_predictions,
             eval_rows=self.model.exact.count,
-            rows_needed=rows_to_resolve(GOOD_R_AT_5, STRONG_R_AT_5),
+            rows_needed=eval_rows_needed(),
             provenance_mismatch=provenance_mismatch,
             leaked_eval_articles=leaked_eval_articles,
         )

@@ -22,7 +22,7 @@ from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.predictions import eval_set_fingerprint
 from lvmcore.artifacts.training_data import TrainingData
-from lvmcore.blocks import iter_blocks
+from lvmcore.blocks import update_digest
 from lvmcore.files import write_atomic
 from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, FixedResults, Found, QuerySet, fixed_results, search_depth
 
@@ -39,8 +39,7 @@ def training_fingerprint(training_data: TrainingData | None) -> str:
         arrays += [training_data.contexts, training_data.targets]
     for array in arrays:
         digest.update(str(array.shape).encode())
-        for _, block in iter_blocks(array.reshape(len(array), -1) if len(array) else array.reshape(0, 1)):
-            digest.update(np.ascontiguousarray(block).tobytes())
+        update_digest(digest, array)
     return digest.hexdigest()
 
 

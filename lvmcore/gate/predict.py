@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,22 +16,28 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def predict(model: nn.Module, contexts: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """The model's predictions (M, D) float32 for contexts (M, C, D), in batches, under inference mode.
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], contexts: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """fn over contexts (M, C, D) in batches under inference mode -> (M, D) float32 numpy.
 
     Reads contexts batch by batch, so a memory-mapped (M, C, D) array is never copied whole.
-    The model is put in eval mode (no dropout) and left there.
     """
-    model.eval()
-    device = model_device(model)
     parts: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(contexts), batch_size):
             batch = torch.from_numpy(np.array(contexts[start : start + batch_size], dtype=np.float32)).to(device)  # (b, C, D)
-            parts.append(model(batch).float().cpu().numpy())  # (b, D)
+            parts.append(fn(batch).float().cpu().numpy())  # (b, D)
     if not parts:
         return np.zeros((0, contexts.shape[-1]), dtype=np.float32)
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def predict(model: nn.Module, contexts: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """The model's predictions (M, D) float32 for contexts (M, C, D), in batches (`batched`).
+
+    The model is put in eval mode (no dropout) and left there.
+    """
+    model.eval()
+    return batched(model, contexts, batch_size, model_device(model))
 
 
 def encode_bank(model: nn.Module, vectors: np.ndarray, batch_size: int = 4096) -> np.ndarray:

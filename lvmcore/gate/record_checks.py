@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from lvmcore.artifacts.checkpoint import CheckpointRecord
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.payload import Payload
 from lvmcore.plumbing.provenance import disagreements, provenance_table
 
 
@@ -51,3 +54,27 @@ def recorded_leakage(training_articles: list[int] | np.ndarray, eval_articles: n
     eval_articles = np.unique(np.asarray(eval_articles, dtype=np.int64))
     leaked = np.intersect1d(np.asarray(training_articles, dtype=np.int64), eval_articles)
     return RecordedLeakage(eval_articles=int(len(eval_articles)), leaked_articles=leaked)
+
+
+@dataclass(frozen=True)
+class RecordFindings:
+    """What comparing a checkpoint's record with the artifacts found: read by the record gates and the decision."""
+
+    provenance_problems: list[str]
+    provenance_fields_compared: int
+    leakage: RecordedLeakage | None  # None when the checkpoint records no training articles
+
+    @property
+    def provenance_mismatch(self) -> str | None:
+        return "; ".join(self.provenance_problems) or None
+
+    @property
+    def leaked_eval_articles(self) -> int | None:
+        return None if self.leakage is None else self.leakage.count
+
+
+def record_findings(record: CheckpointRecord, payload: Payload, eval_set: EvalSet) -> RecordFindings:
+    """Provenance and leakage of one checkpoint record against the payload and eval set it is gated on."""
+    problems, compared = provenance_mismatches(record.provenance, payload.manifest, payload.content_hash, eval_set.provenance)
+    leakage = recorded_leakage(record.training_articles, eval_set.articles) if record.training_articles else None
+    return RecordFindings(problems, compared, leakage)

@@ -29,7 +29,7 @@ from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.predictions import load_predictions
 from lvmcore.errors import ArtifactError
 from lvmcore.gate.evaluate import BankFn, PredictFn
-from lvmcore.gate.predict import nonfinite_parameters, predictor
+from lvmcore.gate.predict import batched, nonfinite_parameters, predictor
 from lvmcore.vectors import l2_normalize
 
 ROUTES = ("checkpoint", "adapter", "model_file", "predictions")
@@ -57,21 +57,16 @@ class ModelUnderTest:
 def module_predict_fn(module: Callable[[torch.Tensor], torch.Tensor], batch_size: int = BATCH) -> PredictFn:
     """numpy (M, C, D) -> unit numpy (M, D) through a torch callable with the (B, C, D) -> (B, D) | (B, C, D) contract."""
 
+    def last_position(batch: torch.Tensor) -> torch.Tensor:  # (b, C, D) -> (b, D), the contract checked
+        out = module(batch)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3) or out.shape[0] != len(batch):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ArtifactError(None, f"the model returned {shape} for contexts of shape {tuple(batch.shape)}; expected (B, D) or (B, C, D)")
+        return out[:, -1, :] if out.ndim == 3 else out
+
     def predict_fn(contexts: np.ndarray) -> np.ndarray:
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(contexts), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(contexts[start : start + batch_size], dtype=np.float32))  # (b, C, D)
-                out = module(batch)
-                out = out[0] if isinstance(out, (tuple, list)) else out
-                if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3) or out.shape[0] != len(batch):
-                    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                    raise ArtifactError(None, f"the model returned {shape} for contexts of shape {tuple(batch.shape)}; expected (B, D) or (B, C, D)")
-                out = out[:, -1, :] if out.ndim == 3 else out  # (b, D): the last position
-                parts.append(out.float().cpu().numpy())
-        if not parts:
-            return np.zeros((0, contexts.shape[-1]), dtype=np.float32)
-        return l2_normalize(np.concatenate(parts))
+        return l2_normalize(batched(last_position, contexts, batch_size, torch.device("cpu")))
 
     return predict_fn
 
