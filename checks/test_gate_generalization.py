@@ -16,7 +16,8 @@ pytestmark = pytest.mark.gate
 @pytest.mark.threshold("train_minus_eval_r_at_5", minimum=0.20, good=0.10, strong=0.05, above=False, percent=True)
 def test_generalization_gap_r_at_5(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     if gate_evaluation.train is None:
-        pytest.skip("no training data given (--train-data none): the generalization gap needs training windows")
+        pytest.skip("no predictions on training windows: no training data given (--train-data none), or a --predictions file "
+                    "without train_predictions; the generalization gap needs them")
     gap = gate_evaluation.generalization
     train, held = gate_evaluation.train, gate_evaluation.model
     threshold.check(

@@ -129,3 +129,30 @@ def test_predictions_of_another_eval_set_or_shape_are_refused(routes, tmp_path) 
         load_predictions(tmp_path / "pickled.npz", eval_set)
     with pytest.raises(ArtifactError, match="not found"):
         load_predictions(tmp_path / "missing.npz", eval_set)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--predictions", "missing.npz"], "--predictions missing.npz: no such file or directory"),
+    (["--model-file", "missing.pt2"], "--model-file missing.pt2: no such file or directory"),
+    (["--checkpoint", "missing_run"], "--checkpoint missing_run: no such file or directory"),
+    (["--predictions", "p.npz", "--model-file", "m.pt2"], "give one of --checkpoint, --model-file, --predictions"),
+    (["--model-adapter", "pkg:load"], "--model-adapter loads the files --checkpoint names"),
+])
+def test_a_bad_route_is_one_usage_error_line_before_collection(pytester, args, message) -> None:
+    result = pytester.runpytest_subprocess(str(CHECKS), "-m", "gate", "-c", str(REPO / "pytest.ini"), "--rootdir", str(REPO), "-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+    err = result.stderr.str()
+    assert message in err and "Traceback" not in err + result.stdout.str() and "errors during collection" not in result.stdout.str(), err
+
+
+def test_a_file_that_is_not_a_program_is_one_line(pytester, routes, tmp_path) -> None:
+    (tmp_path / "garbage.pt2").write_bytes(b"not a program")
+    bank = routes["bank"]
+    result = pytester.runpytest_subprocess(
+        str(CHECKS), "-m", "gate", "-c", str(REPO / "pytest.ini"), "--rootdir", str(REPO), "-p", "no:cacheprovider",
+        "--payload", str(bank["payload"]), "--eval-set", str(bank["eval"]), "--train-data", str(bank["train"]), "--nlist", "8",
+        "--index-cache", str(routes["root"] / "cache"), "--report-dir", str(tmp_path / "r"), "--model-file", str(tmp_path / "garbage.pt2"),
+    )
+    out = result.stdout.str() + result.stderr.str()
+    assert "garbage.pt2: cannot be loaded as a torch.export (.pt2) or TorchScript program" in out
+    assert "Traceback" not in out and "Ran into the following error" not in out

@@ -16,6 +16,8 @@ plain function numpy (B, C, D) -> numpy (B, D).
 from __future__ import annotations
 
 import importlib
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -71,6 +73,18 @@ def module_predict_fn(module: Callable[[torch.Tensor], torch.Tensor], batch_size
     return predict_fn
 
 
+@contextmanager
+def quiet_logger(name: str):
+    """Raise a library logger to ERROR for the duration (restored afterwards)."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
+
+
 def from_checkpoint(path: Path, dim: int) -> ModelUnderTest:
     loaded = load_checkpoint(path, expected_dim=dim)
     predict_fn, bank_fn = predictor(loaded.model)
@@ -112,7 +126,8 @@ def from_model_file(path: Path) -> ModelUnderTest:
         raise ArtifactError(path, "model file not found" if not path.exists() else "is not a file")
     try:
         if path.suffix == ".pt2":
-            module = torch.export.load(str(path)).module()
+            with quiet_logger("torch.export"):  # it logs a traceback of its own before raising; our one line says it
+                module = torch.export.load(str(path)).module()
         else:
             module = torch.jit.load(str(path), map_location="cpu")
             module.eval()
