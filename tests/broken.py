@@ -349,6 +349,7 @@ BREAKAGES: tuple[Breakage, ...] = (
     Breakage("test_index_metric_is_inner_product", l2_index, "*index_metric_is_inner_product = 0*metric 'l2'*"),
     Breakage("test_index_holds_every_payload_row", partial_index, "*index_ntotal_minus_payload = *partial bank*"),
     Breakage("test_oracle_recall_with_duplicate_aware_hits", index_of_another_bank, "*oracle_recall_at_1 = *does not hold these vectors*"),
+    Breakage("test_oracle_recall_with_duplicate_aware_hits", unnormalized_payload, "*oracle_recall_at_1 = *exact search over the payload (no --index given)*"),
     Breakage("test_ivf_agrees_with_exact_search", too_few_probes, "*ivf_exact_top10_agreement = *probes too few lists (nprobe 1)*"),
     Breakage("test_eval_vectors_are_finite", nan_eval_rows, "*eval_nonfinite_rows = *NaN or inf*"),
     Breakage("test_eval_contexts_have_no_empty_positions", empty_context_positions, "*eval_empty_context_positions = *all-zero*"),

@@ -91,8 +91,8 @@ def load_with_test_kinds(path, expected_dim=None):
                       provenance=content.get("provenance", {}), training_articles=content.get("training_articles", []))
 
 
-def write_history(directory: Path, lr_trace: list, negatives: int) -> None:
-    (directory / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": TRAIN_CONFIG, "epochs": [
+def write_history(directory: Path, lr_trace: list, negatives: int, config: dict | None = None) -> None:
+    (directory / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": config or TRAIN_CONFIG, "epochs": [
         {"epoch": 1, "step_end": len(lr_trace), "train_loss": 2.0, "val_loss": 2.1, "val_cosine": 0.5, "val_r_at_1": 0.5, "val_r_at_5": 0.8,
          "lr_start": lr_trace[0][1], "lr_end": lr_trace[-1][1], "lr_trace": lr_trace, "seconds": 1.0, "samples_per_s": 100.0,
          "negatives_per_positive": negatives, "checkpoint": "epoch_001.pt"}]}))
@@ -275,14 +275,16 @@ def test_nan_weights_are_named_and_no_decision_is_read_from_them(pytester, monke
     assert {"nonfinite_weights", "nonfinite_predictions"} <= failed_checks(report), (failed_checks(report), out[-3000:])
     assert report["decision"]["action"] == "check_model", report["decision"]
     assert "predictions hold NaN or inf" in report["decision"]["reason"] and "pivot" not in report["decision"]["reason"]
+    assert next(outcome for nodeid, outcome in report["outcomes"].items() if "test_decision[" in nodeid) == "failed"  # no decision read from NaN figures
 
 
 def test_a_model_tied_with_its_best_baseline_does_not_beat_it(pytester, monkeypatch, bank) -> None:
     """Without training data the ridge is absent, and a copy-last model ties the copy-last baseline row for row."""
     result, reports = run_gate(pytester, monkeypatch, bank, bank["root"] / "copier", "--train-data", "none")
     report, out = reports["epoch_001"], result.stdout.str()
-    beats = next(r for r in report["records"] if r["check"] == "r_at_5_over_best_baseline_lower95")
-    assert beats["status"] == "fail" and beats["details"]["difference"] == 0.0 and beats["details"]["baseline"] == "copy_last", beats
+    for check in ("r_at_5_over_best_baseline_lower95", "context_excluded_r_at_5_over_best_baseline_lower95"):
+        beats = next(r for r in report["records"] if r["check"] == check)
+        assert beats["status"] == "fail" and beats["details"]["difference"] == 0.0 and beats["details"]["baseline"] == "copy_last", beats
     figures = next(r for r in report["records"] if r["check"] == "gate_figures")["details"]
     assert figures["model_kind"] == "copier", figures["model_kind"]
     assert report["decision"]["action"] in ("below_baseline", "pivot_two_tower") and report["decision"]["action"] != "continue"
@@ -313,3 +315,15 @@ def test_an_eval_set_without_context_keys_gets_them_recovered_for_the_gate(pytes
         theirs = next(r for r in public["records"] if r["check"] == check)
         ours = next(r for r in with_keys["epoch_001"]["records"] if r["check"] == check)
         assert theirs["status"] == "pass" and theirs["measured"] == ours["measured"], (check, theirs, result.stdout.str()[-2000:])
+
+
+@pytest.mark.parametrize("recorded, status", [(50, "fail"), (94, "pass")])
+def test_bank_loss_negatives_are_judged_against_what_the_bank_guarantees(pytester, monkeypatch, bank, recorded, status) -> None:
+    """A bank loss over 100 columns with C=5 masks at most 5 per window: every positive must have seen 94 negatives."""
+    config = {**TRAIN_CONFIG, "loss": "bank", "bank_size": 100, "context_length": CONTEXT, "bank_key_multiplicity": 1}
+    path = bank["root"] / f"bank_{recorded}" / "epoch_001.pt"
+    write_checkpoint(path, "switched_rotation", {"r1": torch.eye(DIM), "r2": torch.eye(DIM)}, negatives=recorded)
+    write_history(path.parent, [[s, lr_at(s, config)] for s in range(10)], recorded, config)
+    result, reports = run_gate(pytester, monkeypatch, bank, path, "-k", "negatives_match")
+    check = next(r for r in reports["epoch_001"]["records"] if r["check"] == "negatives_shortfall_vs_configured_loss")
+    assert check["status"] == status and check["details"]["expected"] == 94, (check, result.stdout.str()[-2000:])
