@@ -4,6 +4,7 @@ The fixtures the checks take are imported by name in `checks/conftest.py`.
 """
 
 pytest_plugins = [
+    "fixtures.artifact_errors",
     "fixtures.options",
     "fixtures.recorder",
     "fixtures.thresholds",

@@ -3,7 +3,7 @@
 A reader (or a crash, or a power cut) sees the previous file or the whole new one, never half of
 one: the data is on disk before the rename, and the rename is on disk before we return. Every
 artifact the project writes (checkpoints, history.json, cached indexes) goes through here.
-`file_sha256` is the other side: the identity of a file as other pipelines record it.
+`move_aside` and `CacheWarning` are how a cache heals a file it cannot use; `file_sha256` is the other side: the identity of a file as other pipelines record it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable
 
 
 TEMP_SUFFIX = ".tmp"
+CACHE_TEMP_MIN_AGE_S = 600.0  # in a cache that hosts may share, a temp file is an orphan only once this old (a writer elsewhere is not visible by pid)
 TEMP_NAME = re.compile(r"\.(?P<name>.+?)\.pid(?P<pid>\d+)\.[^.]+\.tmp")  # .last.pt.pid123.k2x9.tmp
 
 
@@ -114,3 +115,19 @@ def remove_orphan_temps(directory: str | Path, min_age_s: float = 0.0) -> list[P
             continue  # gone already (another cleaner), or not ours to delete
         removed.append(candidate)
     return removed
+
+
+class CacheWarning(UserWarning):
+    """A cached file could not be used: it was moved aside and rebuilt (the run goes on)."""
+
+
+def move_aside(path: str | Path) -> Path | None:
+    """Rename a cache file that cannot be used to `<name>.corrupt-<unix time>`, kept for a post-mortem;
+    None when it is gone already (another session moved it first)."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None
+    return aside

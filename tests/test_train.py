@@ -1,8 +1,10 @@
-"""The training loop end to end on a small synthetic bank: history, schedule, resume, NaN stop, gate hook, data."""
+"""The training loop end to end on a small synthetic bank: history, schedule, resume, NaN stop, gate hook, data,
+and the CLI's one-line refusals (the fault-driven tests are in test_train_faults.py)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from lvmcore.artifacts.checkpoint import load_checkpoint
+from lvmcore.artifacts.checkpoint import load_checkpoint, peek_epoch_step
+from lvmcore.artifacts.evalset import write_eval_set
+from lvmcore.artifacts.history import read_history
 from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
 from lvmcore.artifacts.payload import load_payload, write_payload
@@ -19,12 +23,13 @@ from lvmcore.keys import pack_keys
 from lvmcore.training.loss import expected_negatives_per_positive
 from lvmcore.training.schedule import lr_at
 from lvmcore.artifacts.training_data import write_windows_spec
-from lvmcore.artifacts.windows import document_split
+from lvmcore.artifacts.windows import build_windows, document_split
 from train.__main__ import main
-from train.config import TrainConfig
+from train.config import TrainConfig, config_from_args
 from train.data import HardNegativeSampler, TrainingBank, article_dropout, assemble_batch, load_splits, span_corruption
 from train.gate_hook import gate_summary, run_gate
 from train.loop import TrainHooks, TrainingDiverged, train
+from train.resume import rewind
 
 DIM, CONTEXT, ARTICLES, CHUNKS = 16, 5, 24, 16
 
@@ -64,6 +69,9 @@ def bank(tmp_path_factory) -> Path:
     provenance = {"embedder": "synthetic", "dim": DIM}
     write_windows_spec(root / "train.json", parts["train"], CONTEXT, provenance)
     write_windows_spec(root / "validation.json", parts["validation"], CONTEXT, provenance)
+    keys = np.array(keys)
+    context_rows, target_rows = build_windows(keys, CONTEXT, parts["validation"])  # for --gate-every-epoch, checked before training
+    write_eval_set(root / "eval.npz", vectors[context_rows], vectors[target_rows], keys[target_rows], keys[context_rows], provenance)
     return root
 
 
@@ -90,6 +98,43 @@ def config(bank: Path, out: Path, **overrides) -> TrainConfig:
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model_state"]
+
+
+def assert_same_weights(expected: Path, found: Path) -> None:
+    left, right = weights(expected), weights(found)
+    assert left.keys() == right.keys()
+    for name in left:
+        assert torch.equal(left[name], right[name]), f"{name} differs between {expected} and {found}"
+
+
+def cli_args(bank: Path, out: Path, *extra: str) -> list[str]:
+    """The `python -m train` arguments of `config(bank, out)`, plus `extra` (a later option wins)."""
+    return [
+        "--out", str(out), "--preset", "gru", "--epochs", "2", "--payload", str(bank / "payload"), "--train-data", str(bank / "train.json"),
+        "--validation-data", str(bank / "validation.json"), "--eval-set", "", "--batch-size", "16", "--accumulation", "2", "--lr", "3e-3",
+        "--warmup-steps", "3", "--seed", "0", "--no-progress", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def one_line_error(capsys) -> str:
+    """The CLI's stderr, asserted to be exactly one `error: ...` line with no traceback anywhere."""
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(bank: Path, tmp_path_factory) -> Path:
+    """A finished 2-epoch run (history.json, last.pt, epoch_001.pt, epoch_002.pt, best.pt); copy it, never change it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(config(bank, out, epochs=2))
+    return out
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
 
 
 # --------------------------------------------------------------------------- history, schedule, checkpoints
@@ -208,6 +253,195 @@ def test_resume_refuses_different_settings(bank: Path, tmp_path: Path) -> None:
         train(config(bank, tmp_path, epochs=1, batch_size=8, resume=True))
 
 
+def test_resume_takes_the_flag_alone_or_a_checkpoint_name_or_path(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = ["--out", str(out)]
+    assert config_from_args(base).resume_checkpoint() is None
+    assert config_from_args([*base, "--resume"]).resume_checkpoint() == out / "last.pt"
+    assert config_from_args(["--resume", *base]).resume_checkpoint() == out / "last.pt"  # a bare flag before another option
+    assert config_from_args([*base, "--resume", "epoch_002.pt"]).resume_checkpoint() == out / "epoch_002.pt"  # a name: inside --out
+    assert config_from_args([*base, f"--resume={out / 'epoch_001.pt'}"]).resume_checkpoint() == out / "epoch_001.pt"  # a path: as given
+
+
+def test_resume_from_an_epoch_checkpoint_rewinds_the_run_and_ends_with_the_same_weights(bank: Path, tmp_path: Path) -> None:
+    """epoch_001.pt holds what last.pt holds after epoch 1: resuming from it replays epochs 2-3 bit-exactly."""
+    out = tmp_path / "run"
+    whole = train(config(bank, out, epochs=3))
+    steps = whole["config"]["steps_per_epoch"]
+    (tmp_path / "final.pt").write_bytes((out / "last.pt").read_bytes())
+    assert torch.load(out / "epoch_001.pt", weights_only=True)["epoch"] == 1  # epoch_NNN.pt: NNN finished epochs, from 001
+    seen: list[tuple] = []
+
+    def look(step: int, _model) -> None:  # what the run directory holds when the first resumed step starts
+        if not seen:
+            rows = [row["epoch"] for row in json.loads((out / "history.json").read_text())["epochs"]]
+            seen.append((step, rows, peek_epoch_step(out / "last.pt"), peek_epoch_step(out / "best.pt")[0]))
+
+    resumed = train(config(bank, out, epochs=3, resume="epoch_001.pt"), TrainHooks(before_step=look))
+    assert seen == [(steps, [1], (1, steps), seen[0][3])] and seen[0][3] <= 1, "the run was not rewound to epoch 1 before it went on"
+    assert [row["epoch"] for row in resumed["epochs"]] == [1, 2, 3]
+    assert_same_weights(tmp_path / "final.pt", out / "last.pt")
+    for left, right in zip(whole["epochs"], resumed["epochs"]):
+        assert left["lr_trace"] == right["lr_trace"] and left["val_r_at_5"] == right["val_r_at_5"]
+
+
+def test_resume_from_a_checkpoint_path_in_the_run_directory_by_the_cli(bank: Path, finished_run: Path, tmp_path: Path, capsys) -> None:
+    run = copy_run(finished_run, tmp_path)
+    assert main(cli_args(bank, run, "--resume", str(run / "epoch_001.pt"))) == 0, capsys.readouterr().err
+    assert "2 epoch(s)" in capsys.readouterr().out
+    assert [row.epoch for row in read_history(run / "history.json", complete=True).epochs] == [1, 2]
+    assert_same_weights(finished_run / "last.pt", run / "last.pt")
+
+
+def test_rewinding_past_the_best_epoch_puts_back_the_best_of_the_epochs_kept(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path)
+    shutil.copyfile(run / "epoch_002.pt", run / "best.pt")  # as if epoch 2 had been the best
+    history = read_history(run / "history.json", complete=True)
+    history.epochs = history.up_to(1)
+    rewind(run, run / "epoch_001.pt", 1, history)
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["epoch"] == 1 and best["metrics"]["chosen_by"] == "val_r_at_5"
+    assert_same_weights(run / "epoch_001.pt", run / "best.pt")
+    assert_same_weights(run / "epoch_001.pt", run / "last.pt")
+    assert [row.epoch for row in read_history(run / "history.json").epochs] == [1]
+
+
+def test_resume_before_the_first_checkpoint_says_to_start_again(bank: Path, tmp_path: Path, capsys) -> None:
+    """A run killed before its first checkpoint has a directory, maybe history.json, and no last.pt."""
+    assert main(cli_args(bank, tmp_path / "never", "--resume")) == 2
+    line = one_line_error(capsys)
+    assert "no run to resume" in line and "without --resume" in line
+    assert not (tmp_path / "never").exists()
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": {}, "epochs": []}))
+    assert main(cli_args(bank, out, "--resume")) == 2
+    line = one_line_error(capsys)
+    assert "last.pt: no checkpoint to resume from" in line and "start it again without --resume" in line
+    assert sorted(p.name for p in out.iterdir()) == ["history.json"]
+
+
+def test_resume_names_the_checkpoints_a_run_has_when_the_one_asked_for_is_missing(bank: Path, finished_run: Path, tmp_path: Path, capsys) -> None:
+    run = copy_run(finished_run, tmp_path)
+    assert main(cli_args(bank, run, "--resume", "epoch_007.pt")) == 2
+    line = one_line_error(capsys)
+    assert "epoch_007.pt: checkpoint file not found" in line and "last.pt, best.pt, epoch_001.pt, epoch_002.pt" in line
+    elsewhere = tmp_path / "elsewhere.pt"
+    shutil.copyfile(run / "last.pt", elsewhere)
+    assert main(cli_args(bank, run, "--resume", str(elsewhere))) == 2
+    assert "is not a checkpoint of the run in --out" in one_line_error(capsys)
+
+
+def plain_torch_file(path: Path) -> None:
+    torch.save({"format": "lvm-checkpoint/1", "model_config": {}, "model_state": {}}, path)  # a checkpoint, but not one to resume
+
+
+RESUME_CHECKPOINT_FAULTS = {
+    "a directory": (lambda p: (p.unlink(), p.mkdir()), "is a directory, expected a checkpoint file"),
+    "empty": (lambda p: p.write_bytes(b""), "last.pt"),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "is truncated or corrupt"),
+    "not a checkpoint": (lambda p: p.write_text("{}"), "last.pt"),
+    "no resume position": (plain_torch_file, "cannot be resumed: it has no"),
+    "a dangling symlink": (lambda p: (p.unlink(), p.symlink_to(p.parent / "gone.pt")), "dangling symlink"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RESUME_CHECKPOINT_FAULTS))
+def test_a_resume_checkpoint_that_cannot_be_resumed_is_one_line(bank: Path, finished_run: Path, tmp_path: Path, capsys, fault: str) -> None:
+    run = copy_run(finished_run, tmp_path)
+    breaker, expected = RESUME_CHECKPOINT_FAULTS[fault]
+    breaker(run / "last.pt")
+    before = sorted(p.name for p in run.iterdir())
+    assert main(cli_args(bank, run, "--resume")) == 2
+    line = one_line_error(capsys)
+    assert expected in line and "last.pt" in line, line
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def history_of(run: Path) -> dict:
+    return json.loads((run / "history.json").read_text())
+
+
+HISTORY_FAULTS = {  # what history.json holds -> what the one line says
+    "empty": (b"", "is empty (0 bytes)"),
+    "not UTF-8": (b'{"format": "lvm-history/1", "\xff": 1}', "is not UTF-8 text"),
+    "not JSON": (b'{"format": "lvm-history/1", "epochs": [', "is not valid JSON"),
+    "a list": (b"[]", "is not a training history"),
+    "epochs not a list": (lambda h: {**h, "epochs": {"1": h["epochs"][0]}}, "epochs is"),
+    "a row not an object": (lambda h: {**h, "epochs": [3, *h["epochs"][1:]]}, "epochs[0] is 3 (int), expected a JSON object"),
+    "a missing field": (lambda h: {**h, "epochs": [{k: v for k, v in h["epochs"][0].items() if k != "val_r_at_5"}]}, "epochs[0] is missing field(s) val_r_at_5"),
+    "a field of the wrong type": (lambda h: {**h, "epochs": [{**h["epochs"][0], "epoch": "1"}]}, "epochs[0].epoch is '1' (str), expected an integer"),
+    "rows out of order": (lambda h: {**h, "epochs": h["epochs"][::-1]}, "epochs[0] has epoch 2, expected 1"),
+    "config not an object": (lambda h: {**h, "config": []}, "config is [] (list), expected a JSON object"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(HISTORY_FAULTS))
+def test_resume_refuses_a_broken_history_in_one_line_naming_it_and_the_way_on(bank: Path, finished_run: Path, tmp_path: Path, capsys, fault: str) -> None:
+    """history.json is the run's record: --resume refuses to go on without it whole, and says how to fix it."""
+    run = copy_run(finished_run, tmp_path)
+    content, expected = HISTORY_FAULTS[fault]
+    data = content if isinstance(content, bytes) else json.dumps(content(history_of(run))).encode()
+    (run / "history.json").write_bytes(data)
+    assert main(cli_args(bank, run, "--resume")) == 2
+    line = one_line_error(capsys)
+    assert line.startswith(f"error: {run / 'history.json'}: ") and expected in line, line
+    assert "move it aside and resume again" in line
+    assert (run / "history.json").read_bytes() == data  # refused, not repaired
+
+
+def test_resume_without_history_goes_on_and_keeps_the_later_rows(bank: Path, finished_run: Path, tmp_path: Path) -> None:
+    """The way on that the refusal names: history.json moved aside, the run resumes without the earlier rows."""
+    run = copy_run(finished_run, tmp_path)
+    (run / "history.json").rename(tmp_path / "history.json.broken")
+    history = train(config(bank, run, resume="epoch_001.pt"))
+    assert [row["epoch"] for row in history["epochs"]] == [2]
+    assert_same_weights(finished_run / "last.pt", run / "last.pt")
+
+
+def test_resume_refuses_another_payload(bank: Path, finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path)
+    payload = load_payload(bank / "payload")
+    write_payload(tmp_path / "other", payload.vectors[:, ::-1].copy(), payload.keys, embedder="synthetic")
+    with pytest.raises(ArtifactError, match="was trained on payload .* resume with the same data"):
+        train(config(bank, run, payload=str(tmp_path / "other"), resume=True))
+
+
+def test_orphan_temp_files_of_a_killed_writer_are_removed_on_resume_and_at_start(bank: Path, finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path)
+    orphans = [run / ".last.pt.pid999999.abcd.tmp", run / ".history.json.pid999999.k2x9.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    train(config(bank, run, resume=True))  # the run is finished: nothing to train, only the directory tidied
+    assert not any(orphan.exists() for orphan in orphans)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / orphans[0].name).write_bytes(b"half a checkpoint")
+    train(config(bank, fresh, epochs=1, max_steps_per_epoch=1))
+    assert not (fresh / orphans[0].name).exists()
+
+
+# --------------------------------------------------------------------------- the run directory
+
+
+def test_out_naming_a_file_is_one_line_and_writes_nothing(bank: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(cli_args(bank, tmp_path / "notes.txt")) == 2
+    assert "notes.txt: exists and is not a directory" in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+    assert main(cli_args(bank, tmp_path / "notes.txt" / "run")) == 2  # a directory we cannot create
+    assert "cannot be created" in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_directory_in_the_way_of_a_checkpoint_is_one_line(bank: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "run" / "epoch_001.pt").mkdir(parents=True)
+    assert main(cli_args(bank, tmp_path / "run", "--epochs", "1", "--max-steps-per-epoch", "1")) == 2
+    line = one_line_error(capsys)
+    assert "epoch_001.pt: cannot be written" in line, line
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
 # --------------------------------------------------------------------------- divergence
 
 
@@ -238,6 +472,59 @@ def test_cli_trains_and_reports_user_errors_in_one_line(bank: Path, tmp_path: Pa
     code = main(["--out", str(tmp_path / "bad"), "--payload", str(tmp_path / "absent"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "payload directory not found" in err
+
+
+CLI_FAULTS = [  # (option=value, what the one line says): each numeric option out of range, and values argparse cannot read
+    ("--epochs=0", "--epochs must be >= 1"), ("--epochs=x", "invalid int value: 'x'"), ("--epochs=--", "--epochs: expected one value"),
+    ("--batch-size=-1", "--batch-size and --accumulation must be >= 1"), ("--accumulation=0", "--batch-size and --accumulation must be >= 1"),
+    ("--lr=nan", "--lr must be a finite number > 0"), ("--lr=0", "--lr must be a finite number > 0"), ("--lr=-inf", "--lr must be"),
+    ("--lr=--", "--lr: expected one value"), ("--min-lr=1", "--min-lr must be a finite number in [0, --lr"), ("--min-lr=-1e-9", "--min-lr must be"),
+    ("--warmup-steps=-1", "--warmup-steps must be >= 0"), ("--weight-decay=nan", "--weight-decay must be"), ("--grad-clip=0", "--grad-clip must be"),
+    ("--temperature=inf", "--temperature must be a finite number > 0"), ("--temperature=0", "--temperature must be"),
+    ("--seed=-1", "--seed must be in [0, 2**63 - 1]"), ("--seed=9223372036854775808", "--seed must be"), ("--seed=1.5", "invalid int value"),
+    ("--validation-fraction=0", "--validation-fraction must be in (0, 1)"), ("--validation-fraction=nan", "--validation-fraction must be"),
+    ("--article-dropout=1.5", "--article-dropout is a probability"), ("--span-corruption=nan", "--span-corruption is a probability"),
+    ("--bank-negatives=-1", "--bank-negatives must be >= 0"), ("--hard-negatives=2", "--hard-negatives is for --loss in_batch"),
+    ("--checkpoint-every-steps=-2", "--checkpoint-every-steps must be >= 0"), ("--max-validation-windows=-1", "--max-validation-windows must be >= 0"),
+    ("--max-steps-per-epoch=-1", "--max-steps-per-epoch must be >= 0"), ("--threads=-1", "--threads must be >= 0"),
+    ("--preset=gpt", "--preset must be one of"), ("--loss=triplet", "argument --loss: invalid choice"), ("--device=tpu", "argument --device: invalid choice"),
+    ("--payload=", "--payload is empty"), ("--train-data=", "--train-data is empty"), ("--resume=", "--resume was given an empty name"),
+    ("--no-such-option", "unrecognized arguments: --no-such-option"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argument, expected", CLI_FAULTS, ids=[a for a, _ in CLI_FAULTS])
+def test_each_bad_option_value_is_one_line_exit_2_and_writes_nothing(bank: Path, tmp_path: Path, capsys, argument: str, expected: str) -> None:
+    assert main(cli_args(bank, tmp_path / "run", argument)) == 2
+    line = one_line_error(capsys)
+    assert expected in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_missing_is_one_line(capsys) -> None:
+    assert main(["--epochs", "1"]) == 2
+    assert "the following arguments are required: --out" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("option", ["--payload", "--train-data", "--validation-data", "--eval-set"])
+def test_each_input_file_option_names_a_missing_or_wrong_kind_of_file_in_one_line(bank: Path, tmp_path: Path, capsys, option: str) -> None:
+    """Every option that reads a file, given a path that does not exist and then a path of the wrong kind (a directory, a text file)."""
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "notes.txt").write_text("not data")
+    gate = ["--gate-every-epoch"] if option == "--eval-set" else []  # the eval set is read only for the gate, and then before training
+    wrong_kind = tmp_path / ("notes.txt" if option in ("--payload", "--eval-set") else "a_dir")
+    for path, expected in ((tmp_path / "absent", "not found"), (wrong_kind, str(wrong_kind))):
+        assert main(cli_args(bank, tmp_path / "run", option, str(path), *gate)) == 2
+        line = one_line_error(capsys)
+        assert expected in line, line
+        assert not (tmp_path / "run").exists()
+
+
+def test_device_cuda_without_a_gpu_is_one_line(bank: Path, tmp_path: Path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(cli_args(bank, tmp_path / "run", "--device", "cuda")) == 2
+    assert "--device cuda" in one_line_error(capsys)
 
 
 def test_leaking_validation_articles_are_refused(bank: Path) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from fixtures import DEFAULT_DATA  # resolved from the installed package, not the working directory
+from lvmcore.models import PRESETS
 from lvmcore.training.loss import LOSSES
 
 # The bank loss scores the whole training bank exactly up to this many columns; a larger bank is
 # sampled (DEFAULT_BANK_SAMPLE rows per step) unless --bank-negatives says otherwise.
 FULL_BANK_MAX_COLUMNS = 65_536
 DEFAULT_BANK_SAMPLE = 16_384
+
+
+LAST_CHECKPOINT = "last.pt"  # what a bare --resume continues from
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
 # Settings that define the run: `--resume` refuses to continue a run whose stored values differ.
@@ -64,7 +71,7 @@ class TrainConfig:
     residual: bool = True  # prediction = normalize(last context vector + f(context)), f's output layer zero at init
     bf16: bool = False
     seed: int = 0
-    resume: bool = False
+    resume: bool | str = False  # True: OUT/last.pt; a name (epoch_002.pt) inside OUT, or a path to a checkpoint in OUT
     checkpoint_every_steps: int = 0  # 0: last.pt only at each epoch end
     gate_every_epoch: bool = False
     article_dropout: float = 0.0
@@ -78,18 +85,39 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.resume, os.PathLike):
+            self.resume = os.fspath(self.resume)
         problems = []
+        for name, what in (("out", "the run directory"), ("payload", "the payload directory"), ("train_data", "the training windows")):
+            if not str(getattr(self, name)).strip():
+                problems.append(f"--{name.replace('_', '-')} is empty; name {what}")
+        if isinstance(self.resume, str) and not self.resume.strip():
+            problems.append("--resume was given an empty name; pass nothing for OUT/last.pt, or a checkpoint such as epoch_002.pt")
+        if self.preset not in PRESETS:
+            problems.append(f"--preset must be one of {', '.join(sorted(PRESETS))}, got {self.preset!r}")
         if self.epochs < 1:
             problems.append(f"--epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1 or self.accumulation < 1:
             problems.append(f"--batch-size and --accumulation must be >= 1, got {self.batch_size}, {self.accumulation}")
-        if self.temperature <= 0:
-            problems.append(f"--temperature must be > 0, got {self.temperature}")
+        for name in ("lr", "temperature", "grad_clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.min_lr is not None and not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
+            problems.append(f"--min-lr must be a finite number in [0, --lr {self.lr}], got {self.min_lr}")
+        if not 0.0 < self.validation_fraction < 1.0:  # NaN fails too
+            problems.append(f"--validation-fraction must be in (0, 1), got {self.validation_fraction}")
         for name in ("article_dropout", "span_corruption"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"--{name.replace('_', '-')} is a probability, got {getattr(self, name)}")
-        if self.hard_negatives < 0:
-            problems.append(f"--hard-negatives must be >= 0, got {self.hard_negatives}")
+        for name in ("warmup_steps", "hard_negatives", "checkpoint_every_steps", "max_validation_windows", "max_steps_per_epoch", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if not 0 <= self.seed <= MAX_SEED:
+            problems.append(f"--seed must be in [0, 2**63 - 1], got {self.seed}")
         if self.loss not in LOSSES:
             problems.append(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.loss == "bank" and self.hard_negatives > 0:
@@ -98,6 +126,15 @@ class TrainConfig:
             problems.append(f"--bank-negatives must be >= 0 (0: the full bank), got {self.bank_negatives}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def resume_checkpoint(self) -> Path | None:
+        """The checkpoint `--resume` names: OUT/last.pt for the bare flag, a bare name inside OUT, else the path as given."""
+        if self.resume is False or self.resume is None:
+            return None
+        if self.resume is True:
+            return Path(self.out) / LAST_CHECKPOINT
+        bare = not any(sep and sep in self.resume for sep in (os.sep, os.altsep))
+        return Path(self.out) / self.resume if bare else Path(self.resume)
 
     @property
     def effective_batch(self) -> int:
@@ -122,13 +159,27 @@ class TrainConfig:
         return asdict(self)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are a ValueError (one line, printed by `python -m train` as `error: ...`, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ValueError(f"{message} (python -m train --help lists the options)")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:  # `--lr=--` reaches us as [] (argparse drops a "--" value): refuse it like any bad value
+            if action.option_strings and action.nargs is None and isinstance(getattr(namespace, action.dest, None), list):
+                self.error(f"argument {action.option_strings[0]}: expected one value")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m train",
         description="Train a latent vector model with InfoNCE over the effective batch; "
         "writes history.json and checkpoints (last.pt, epoch_NNN.pt, best.pt by validation R@5) into --out.",
     )
-    d = TrainConfig(out="")
+    d = TrainConfig(out="OUT")  # the defaults
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--preset", default=d.preset, help="model preset from lvmcore.models.PRESETS (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
@@ -168,7 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the model's forward (loss stays float32)")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue the run in --out: from OUT/last.pt, or from the checkpoint named (epoch_002.pt, resolved inside --out); "
+        "history.json is cut back to that checkpoint's epoch",
+    )
     parser.add_argument("--checkpoint-every-steps", type=int, default=d.checkpoint_every_steps, help="also write last.pt every N optimizer steps")
     parser.add_argument("--gate-every-epoch", action="store_true", help="run `pytest checks -m gate` on each epoch's checkpoint")
     parser.add_argument("--article-dropout", type=float, default=d.article_dropout, help="probability of blanking the last k context chunks")

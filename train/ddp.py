@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from lvmcore.errors import ArtifactError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -54,6 +56,9 @@ def init_distributed(device: str = "auto") -> DistContext:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and local_rank >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ArtifactError(None, f"--device {device}: this process (local rank {local_rank}) needs GPU {local_rank}, torch sees {seen} GPU(s); use --device cpu")
     target = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(target)

@@ -10,7 +10,8 @@ validation R@5), the optional gate run, and `history.json`.
 
 Determinism: data order is a function of (seed, epoch); augmentation of (seed, epoch, step,
 rank); the torch RNG (dropout) is reseeded from (seed, step, rank) before every step. So a run
-resumed from `last.pt` at step k ends with the same weights as one never interrupted (CPU).
+resumed from `last.pt` at step k, or from any `epoch_NNN.pt` (`train/resume.py`), ends with the same
+weights as one never interrupted (CPU).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from lvmcore.artifacts.checkpoint import read_checkpoint_dict, save_checkpoint
+from lvmcore.artifacts.checkpoint import save_checkpoint
+from lvmcore.artifacts.evalset import load_eval_set
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history, write_history
 from lvmcore.errors import ArtifactError
+from lvmcore.files import remove_orphan_temps
 from lvmcore.keys import pack_keys
 from lvmcore.training.loss import BankBatch, sample_bank_rows, training_step
 from lvmcore.models import PRESETS, build_model
@@ -40,6 +43,7 @@ from train.config import RUN_DEFINING, TrainConfig
 from train.data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
+from train.resume import check_out_dir, load_into, make_out_dir, read_resume_state, resume_path, rewind
 from train.validation import validate
 
 class TrainingDiverged(RuntimeError):
@@ -106,6 +110,14 @@ class Trainer:
         self.config = config
         self.hooks = hooks or TrainHooks()
         self.out = Path(config.out)
+        check_out_dir(self.out)  # before anything is read: a bad --out or --resume is refused at once, nothing written
+        self.resume_from: Path | None = None
+        self.resume_state: dict[str, Any] | None = None
+        self.resume_history: TrainingHistory | None = None
+        if config.resume:
+            self.resume_from = resume_path(self.out, config.resume_checkpoint())
+            self.resume_history = read_history(self.out / "history.json", complete=True)  # the run's record: refused, not repaired, when broken
+            self.resume_state = read_resume_state(self.resume_from, {f.name for f in fields(EpochProgress)})
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         self.dist: DistContext = init_distributed(config.device)
@@ -115,8 +127,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.splits: TrainingSplits = load_splits(config.payload, config.train_data, config.validation_data, config.seed, config.validation_fraction)
         payload = self.splits.payload
-        if config.preset not in PRESETS:
-            raise ArtifactError(None, f"unknown preset {config.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        if config.gate_every_epoch and config.eval_set is not None:
+            load_eval_set(config.eval_set, expected_dim=payload.dim)  # checked now, not after the first epoch
         self.model_config = PRESETS[config.preset](dim=payload.dim, residual=config.residual)
         self.model = build_model(self.model_config).to(self.device)
         broadcast_parameters(self.model)
@@ -227,31 +239,59 @@ class Trainer:
         }
 
     def save(self, name: str, epoch_done: int, metrics: dict[str, Any]) -> Path:
-        return save_checkpoint(self.out / name, self.checkpoint_content(epoch_done, metrics))
+        return self.written(self.out / name, lambda: save_checkpoint(self.out / name, self.checkpoint_content(epoch_done, metrics)))
+
+    def write_history(self) -> Path:
+        path = self.out / "history.json"
+        return self.written(path, lambda: write_history(path, self.history))
+
+    @staticmethod
+    def written(path: Path, write: Callable[[], Any]) -> Any:
+        """Run one atomic write; a disk that refuses it (full, read-only, a directory in the way) is one line."""
+        try:
+            return write()
+        except OSError as exc:
+            raise ArtifactError(path, f"cannot be written: {exc.strerror or exc}") from None
 
     def resume(self) -> None:
-        """Restore model, optimizer, scheduler, RNG, position and history from OUT/last.pt."""
-        path = self.out / "last.pt"
-        state = read_checkpoint_dict(path)
-        stored = state.get("train_config", {})
+        """Restore model, optimizer, scheduler, RNG, position and history from the checkpoint `--resume` names.
+
+        Any checkpoint of the run continues it (each holds the loop's position); one before last.pt
+        rewinds the run to it (`train.resume.rewind`). The settings that define the run must match.
+        """
+        path, state = self.resume_from, self.resume_state
+        assert path is not None and state is not None
+        stored = state["train_config"]
         wanted = self.history.config  # this run's settings, defaults resolved as in the stored one
         for name in RUN_DEFINING:
             if stored.get(name) != wanted[name]:
                 raise ArtifactError(path, f"was trained with {name}={stored.get(name)!r}, this run asks for {wanted[name]!r}; resume with the same settings")
         if stored.get("world_size") != self.dist.world_size:
             raise ArtifactError(path, f"was trained on {stored.get('world_size')} process(es), this run has {self.dist.world_size}")
-        self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        torch.set_rng_state(state["rng_state"]["torch"])
-        resume = state["resume"]
-        self.progress = EpochProgress(**resume["progress"])
-        self.best_r_at_5 = float(resume["best_r_at_5"])
+        provenance = state.get("provenance")
+        stored_hash = provenance.get("payload_hash") if isinstance(provenance, dict) else None
+        if stored_hash is not None and stored_hash != self.provenance["payload_hash"]:
+            raise ArtifactError(path, f"was trained on payload {stored_hash}, --payload {self.config.payload} is {self.provenance['payload_hash']}; resume with the same data")
+        progress = EpochProgress(**state["resume"]["progress"])
+        if progress.next_step > self.steps_per_epoch or progress.epoch > self.config.epochs:
+            raise ArtifactError(
+                path,
+                f"is at step {progress.next_step} of epoch {progress.epoch + 1}, outside this run of {self.config.epochs} epoch(s) of "
+                f"{self.steps_per_epoch} steps; resume with the same data",
+            )
+        load_into(path, "model_state", lambda: self.model.load_state_dict(state["model_state"]))
+        load_into(path, "optimizer_state", lambda: self.optimizer.load_state_dict(state["optimizer_state"]))
+        load_into(path, "scheduler_state", lambda: self.scheduler.load_state_dict(state["scheduler_state"]))
+        load_into(path, "rng_state", lambda: torch.set_rng_state(state["rng_state"]["torch"]))
+        self.progress = progress
+        self.best_r_at_5 = float(state["resume"]["best_r_at_5"])
         self.step_negatives = state.get("negatives_per_positive")
         self.step_bank_size, self.step_masked = state.get("bank_size"), state.get("masked_per_positive")
-        stored_history = read_history(self.out / "history.json")
-        if stored_history is not None:
-            self.history.epochs = stored_history.up_to(self.progress.epoch)
+        if self.resume_history is not None:  # None: no history.json (moved aside), the run goes on without the earlier rows
+            self.history.epochs = self.resume_history.up_to(self.progress.epoch)
+        if self.dist.is_main:
+            self.written(self.out, lambda: rewind(self.out, path, self.progress.epoch, self.history))
+        self.resume_state = None  # the weights are in the model now
 
     # ------------------------------------------------------------------ training
 
@@ -410,10 +450,10 @@ class Trainer:
             self.save("best.pt", epoch + 1, {**metrics, "chosen_by": "val_r_at_5"})
         record = EpochRecord.from_dict(None, row)
         self.history.epochs.append(record)
-        write_history(self.out / "history.json", self.history)  # before the gate: it reads this epoch's row
+        self.write_history()  # before the gate: it reads this epoch's row
         if self.config.gate_every_epoch:
             row["gate"] = record.extra["gate"] = self.gate(self.out / name)
-            write_history(self.out / "history.json", self.history)
+            self.write_history()
         self.save("last.pt", epoch + 1, metrics)  # last: after history.json, so a resume never loses a row
         return row
 
@@ -431,11 +471,13 @@ class Trainer:
         )
 
     def run(self) -> TrainingHistory:
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_out_dir(self.out)
+        if self.dist.is_main:
+            remove_orphan_temps(self.out)  # temp files of a writer that was killed (no live process has their pid)
         if self.config.resume:
             self.resume()
         elif self.dist.is_main:
-            write_history(self.out / "history.json", self.history)
+            self.write_history()
         for epoch in range(self.progress.epoch, self.config.epochs):
             self.progress.epoch = epoch
             self.train_epoch(epoch)

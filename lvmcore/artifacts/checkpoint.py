@@ -4,7 +4,7 @@ Layout (`format: "lvm-checkpoint/1"`), every value loadable by `torch.load(path,
     model_config, model_state, optimizer_state, scheduler_state, rng_state, epoch, step, metrics,
     provenance {embedder, dim, norm, metric, payload_hash, train_data, validation_data},
     training_articles, validation_articles, negatives_per_positive, train_config
-    (and `resume`, the loop's position inside an epoch, in `last.pt`).
+    (and `resume`, the loop's position inside an epoch, in every checkpoint the loop writes: `--resume` starts from any of them).
 
 Never a pickled Python object: a checkpoint is an artifact somebody hands us, and loading it must
 not run code from the file.
@@ -112,10 +112,14 @@ def peek_epoch_step(path: str | Path) -> tuple[Any, Any] | None:
 def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     """torch.load(weights_only=True) of a checkpoint file, every failure one `ArtifactError` line."""
     path = Path(path)
-    require_file(path, "checkpoint file")
+    size = require_file(path, "checkpoint file").st_size
+    if size == 0:
+        raise ArtifactError(path, "is empty (0 bytes): a checkpoint whose write never finished; use another (an epoch_NNN.pt) or train again")
     with path.open("rb") as handle:
         magic = handle.read(4)
     is_zip_start = magic == b"PK\x03\x04"
+    if not is_zip_start and not magic.startswith(b"\x80"):  # torch.save writes a zip; the legacy format is a pickle (protocol >= 2)
+        raise ArtifactError(path, f"is not a checkpoint: neither a torch zip archive nor a pickle (it starts with {magic!r})")
     if is_zip_start and not zipfile.is_zipfile(path):
         raise ArtifactError(path, f"is truncated or corrupt: a torch zip archive without its central directory ({path.stat().st_size} bytes)")
     try:
@@ -128,7 +132,7 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
             raise ArtifactError(path, f"is not a checkpoint we can read safely: it holds pickled Python objects{named} that torch.load(weights_only=True) refuses to run; "
                                 f"to gate it, load it in your own trusted code with --model-adapter module:function, or pass --model-file / --predictions (README: Gate any model)") from None
         raise ArtifactError(path, f"is not a checkpoint: cannot be unpickled ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError, MemoryError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # torch.load on bytes that are not a checkpoint raises whatever its parsers meet (struct.error, ...)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if is_zip_start or isinstance(exc, EOFError):
             raise ArtifactError(path, f"is truncated or corrupt: {first}") from None

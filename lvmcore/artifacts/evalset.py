@@ -122,9 +122,9 @@ def eval_set_from_arrays(path: Path, arrays: dict[str, Any], provenance: dict[st
         raise ArtifactError(path, f"vectors have dimension {d} but the payload has dimension {expected_dim}")
     context_keys = arrays.get("context_keys")
     if context_keys is not None:
-        require_keys_valid(path, "context_keys", context_keys)
         if context_keys.shape != (m, c, 2):
             raise ArtifactError(path, f"'context_keys' has shape {context_keys.shape}, expected {(m, c, 2)}")
+        require_keys_valid(path, "context_keys", context_keys)
         context_keys = context_keys.astype(np.int64, copy=False)
     if check_finite:
         require_finite(path, "contexts", contexts)

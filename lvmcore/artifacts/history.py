@@ -10,7 +10,10 @@ Layout, version `"format": "lvm-history/1"` (a JSON object):
              lr_trace ([[optimizer step, lr], ...] for every step of the epoch), train_loss,
              val_loss, val_cosine, val_r_at_1, val_r_at_5 (numbers), checkpoint (file name),
              and any other keys (kept as they are, e.g. the gate outcome)
-The training loop (`train/loop.py`) writes it, the gate's fixtures and the report read it.
+The training loop (`train/loop.py`) writes it, the gate's fixtures and the report read it, and
+`python -m train --resume` reads it back whole (`read_history(path, complete=True)`): every row with
+the fields in `LOOP_ROW_FIELDS`, epochs 1..n in order, or one line saying how to go on.
+Every value is checked with `lvmcore.artifacts.validate` (types, ranges; a NaN val_loss is kept).
 
 Other pipelines' histories are accepted in a minimal schema: a JSON list of per-epoch objects
 (`epoch` optional, defaulting to the position + 1). Only the training-record gates read a history,
@@ -19,12 +22,13 @@ and each skips, naming what is missing, unless the keys in `TRAINING_RECORD_KEYS
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lvmcore.errors import ArtifactError
-from lvmcore.artifacts.validate import read_json, require_int
+from lvmcore.artifacts.validate import read_json, require_int, require_number, require_object, require_str, shown
 from lvmcore.files import write_json_atomic
 
 HISTORY_FORMAT = "lvm-history/1"
@@ -39,6 +43,11 @@ TRAINING_RECORD_KEYS = {  # what each training-record gate needs, and where
     "schedule": ("epochs[].lr_trace", "config.lr", "config.min_lr", "config.warmup_steps", "config.total_steps", "config.schedule"),
 }
 NUMBER_FIELDS = ("train_loss", "val_loss", "val_cosine", "val_r_at_1", "val_r_at_5")
+LOOP_ROW_FIELDS = ("epoch", *NUMBER_FIELDS, "lr_trace", "negatives_per_positive", "checkpoint")  # what `python -m train` writes and reads back
+RESUME_HINT = (
+    "; history.json is the run's record, so --resume stops here: restore it from a copy, or move it aside "
+    "and resume again to continue without the earlier epochs' rows"
+)
 
 
 @dataclass
@@ -57,32 +66,42 @@ class EpochRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, path: Path | None, row: Any, position: int = 0) -> "EpochRecord":
+    def from_dict(cls, path: Path | None, row: Any, position: int = 0, complete: bool = False) -> "EpochRecord":
+        """A row checked field by field; `complete`: it must hold every field in `LOOP_ROW_FIELDS` (our loop's rows)."""
         where = f"epochs[{position}]"
-        if not isinstance(row, dict):
-            raise ArtifactError(path, f"{where} is a {type(row).__name__}, expected an object")
-        epoch = row.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-            raise ArtifactError(path, f"{where} has epoch {epoch!r}, expected an integer >= 1")
+        row = require_object(path, where, row)
+        missing = [name for name in (LOOP_ROW_FIELDS if complete else ("epoch",)) if name not in row]
+        if missing:
+            raise ArtifactError(path, f"{where} is missing field(s) {', '.join(missing)}")
+        epoch = require_int(path, f"{where}.epoch", row["epoch"], minimum=1)
         negatives = row.get("negatives_per_positive")
-        if negatives is not None and (not isinstance(negatives, int) or isinstance(negatives, bool)):
-            raise ArtifactError(path, f"{where} has negatives_per_positive {negatives!r}, expected an integer")
+        if negatives is not None or complete:
+            require_int(path, f"{where}.negatives_per_positive", negatives, minimum=0)
         trace = row.get("lr_trace", [])
-        if not isinstance(trace, list) or not all(isinstance(p, list) and len(p) == 2 and all(_is_number(v) for v in p) for p in trace):
-            raise ArtifactError(path, f"{where} has an lr_trace that is not a list of [step, lr] pairs")
+        if not isinstance(trace, list):
+            raise ArtifactError(path, f"{where}.lr_trace is {shown(trace)}, expected a list of [step, lr] pairs")
+        for i, pair in enumerate(trace):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ArtifactError(path, f"{where}.lr_trace[{i}] is {shown(pair)}, expected a [step, lr] pair")
+            require_number(path, f"{where}.lr_trace[{i}][0] (step)", pair[0])
+            require_number(path, f"{where}.lr_trace[{i}][1] (lr)", pair[1])
         numbers = {}
         for name in NUMBER_FIELDS:
             value = row.get(name)
-            if value is not None and not _is_number(value):
-                raise ArtifactError(path, f"{where} has {name} {value!r}, expected a number")
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value)):  # a NaN val_loss is a measurement
+                require_number(path, f"{where}.{name}", value)
+            if value is None and complete:
+                raise ArtifactError(path, f"{where}.{name} is null, expected a number")
             numbers[name] = value
         checkpoint = row.get("checkpoint")
+        if checkpoint is not None or complete:
+            require_str(path, f"{where}.checkpoint", checkpoint)
         known = {"epoch", "negatives_per_positive", "lr_trace", "checkpoint", *NUMBER_FIELDS}
         return cls(
             epoch=epoch,
             negatives_per_positive=negatives,
             lr_trace=[list(p) for p in trace],
-            checkpoint=None if checkpoint is None else str(checkpoint),
+            checkpoint=checkpoint,
             extra={k: v for k, v in row.items() if k not in known},
             **numbers,
         )
@@ -121,35 +140,48 @@ class TrainingHistory:
         return {"format": self.format, "config": self.config, "epochs": [row.to_dict() for row in self.epochs]}
 
     @classmethod
-    def from_dict(cls, path: Path | None, data: Any) -> "TrainingHistory":
-        if isinstance(data, list):  # the minimal schema other pipelines write: one object per epoch
+    def from_dict(cls, path: Path | None, data: Any, complete: bool = False) -> "TrainingHistory":
+        """A history checked field by field; `complete`: the record our loop writes (see `read_history`)."""
+        if isinstance(data, list) and not complete:  # the minimal schema other pipelines write: one object per epoch
             rows = [dict(row, epoch=row.get("epoch", i + 1)) if isinstance(row, dict) else row for i, row in enumerate(data)]
             return cls(config={}, epochs=[EpochRecord.from_dict(path, row, i) for i, row in enumerate(rows)], format=MINIMAL_FORMAT)
         if not isinstance(data, dict) or data.get("format") != HISTORY_FORMAT:
             raise ArtifactError(path, f'is not a training history (expected "format": "{HISTORY_FORMAT}")')
-        config = data.get("config", {})
-        if not isinstance(config, dict):
-            raise ArtifactError(path, f"'config' is a {type(config).__name__}, expected an object")
+        missing = [name for name in ("config", "epochs") if complete and name not in data]
+        if missing:
+            raise ArtifactError(path, f"is missing field(s) {', '.join(missing)}")
+        config = require_object(path, "config", data.get("config", {}))
         for name in BATCH_FIELDS:
             if name in config:
                 require_int(path, f"config.{name}", config[name], minimum=1)
         epochs = data.get("epochs", [])
         if not isinstance(epochs, list):
-            raise ArtifactError(path, f"'epochs' is a {type(epochs).__name__}, expected a list")
-        return cls(config=config, epochs=[EpochRecord.from_dict(path, row, i) for i, row in enumerate(epochs)])
+            raise ArtifactError(path, f"epochs is {shown(epochs)} ({type(epochs).__name__}), expected a list of per-epoch objects")
+        records = [EpochRecord.from_dict(path, row, i, complete=complete) for i, row in enumerate(epochs)]
+        if complete:
+            for i, record in enumerate(records):
+                if record.epoch != i + 1:
+                    raise ArtifactError(path, f"epochs[{i}] has epoch {record.epoch}, expected {i + 1} (one row per finished epoch, in order)")
+        return cls(config=config, epochs=records)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def read_history(path: str | Path, complete: bool = False) -> TrainingHistory | None:
+    """The history at `path`, or None when there is no such file; a malformed one is one `ArtifactError` line.
 
-
-def read_history(path: str | Path) -> TrainingHistory | None:
-    """The history at `path`, or None when there is no such file; a malformed one is one `ArtifactError` line."""
+    complete=False (the gates, the report): our format or the minimal one, missing fields allowed.
+    complete=True (`python -m train --resume`): the record our loop writes, whole: format
+    lvm-history/1, every row with `LOOP_ROW_FIELDS`, epochs 1..n in order; a problem names how to go on.
+    """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return None
-    data = read_json(path, "history file", empty_hint=EMPTY_HINT)
-    return TrainingHistory.from_dict(path, data)
+    try:
+        data = read_json(path, "history file", empty_hint="" if complete else EMPTY_HINT)
+        return TrainingHistory.from_dict(path, data, complete=complete)
+    except ArtifactError as exc:
+        if not complete:
+            raise
+        raise ArtifactError(exc.path, f"{exc.problem}{RESUME_HINT}") from None
 
 
 def write_history(path: str | Path, history: TrainingHistory) -> Path:

@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from lvmcore.errors import ArtifactError
-from lvmcore.artifacts.validate import npy_header, require_file
+from lvmcore.artifacts.validate import NPZ_READ_ERRORS, npy_header, read_npz, require_file
 
 PICKLE_FLAG = "--allow-pickle"
 
@@ -60,8 +60,9 @@ def npz_members(path: str | Path) -> dict[str, Member]:
                 with archive.open(info) as handle:
                     members[name] = read_header(handle, path, name, info.file_size)
             return members
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {str(exc).splitlines()[0]}") from None
+    except NPZ_READ_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {reason}") from None
 
 
 def npy_member(path: str | Path) -> Member:
@@ -83,13 +84,8 @@ def refuse_pickle(path: Path, name: str, leave_out: str | None = None) -> Artifa
 
 
 def load_plain_members(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """The named members that are NOT pickles, loaded with allow_pickle=False; one error line on failure."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in names}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ArtifactError(path, f"cannot be read (truncated or corrupt?): {reason}") from None
+    """The named members that are NOT pickles, each header checked against its size first (`validate.read_npz`)."""
+    return read_npz(path, names=names)
 
 
 def load_pickled_member(path: Path, name: str) -> Any:
@@ -101,5 +97,6 @@ def load_pickled_member(path: Path, name: str) -> Any:
             return load_npy_restricted(handle, path)
     except ArtifactError as exc:
         raise ArtifactError(path, f"'{name}': {exc.problem}") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise ArtifactError(path, f"'{name}' cannot be read as a pickled array: {str(exc).splitlines()[0]}") from None
+    except (pickle.UnpicklingError, *NPZ_READ_ERRORS) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(path, f"'{name}' cannot be read as a pickled array: {reason}") from None

@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from lvmcore.artifacts.evalset import EvalSet, load_eval_set
-from lvmcore.artifacts.validate import require_float32, require_integer, require_shape
+from lvmcore.artifacts.validate import read_npz, require_float32, require_integer, require_shape
 from lvmcore.blocks import update_digest
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
@@ -60,21 +59,10 @@ class Predictions:
 def load_predictions(path: str | Path, eval_set: EvalSet) -> Predictions:
     """Read a predictions `.npz` for `eval_set`; a file of other rows or shapes is one `ArtifactError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "predictions file not found" if not path.exists() else "is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [name for name in FORMAT_ARRAYS if name not in archive.files]
-            if missing:
-                raise ArtifactError(path, f"is not a predictions file: missing {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'})")
-            arrays = {name: archive[name] for name in archive.files}
-    except ArtifactError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "pickle" in reason:
-            reason = "an array holds pickled Python objects; predictions files hold numbers and strings only"
-        raise ArtifactError(path, f"cannot be read as .npz: {reason}") from None
+    arrays = read_npz(path, "predictions file")  # headers checked against sizes, pickles refused, corruption one line
+    missing = [name for name in FORMAT_ARRAYS if name not in arrays]
+    if missing:
+        raise ArtifactError(path, f"is not a predictions file: missing {', '.join(missing)} (has: {', '.join(arrays) or 'nothing'})")
     preds = arrays["eval_predictions"]
     require_shape(path, "eval_predictions", preds, rank=2, last=eval_set.dim)
     require_float32(path, "eval_predictions", preds)

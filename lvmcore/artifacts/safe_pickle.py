@@ -157,7 +157,7 @@ def restricted_load(data: bytes | BinaryIO, path: str | os.PathLike[str] | None)
     except RefusedGlobal as exc:
         why = f" ({exc.why})" if exc.why else ""
         raise ArtifactError(path, f"refuses to unpickle {exc.name}{why}: {ALLOWED}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError, ImportError) as exc:
+    except Exception as exc:  # a corrupt pickle makes the C unpickler raise anything, SystemError included
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(path, f"is not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {reason}") from None
 

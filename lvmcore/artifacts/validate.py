@@ -13,10 +13,12 @@ import json
 import math
 import os
 import stat
+import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterable
 
 import numpy as np
 
@@ -50,8 +52,10 @@ def require_finite(path: Path, name: str, vectors: np.ndarray) -> None:
 
 
 def require_keys_valid(path: Path, name: str, keys: np.ndarray) -> None:
-    """Keys must be non-negative integers that fit the packed key code."""
+    """Keys must be non-negative integers that fit the packed key code, in (..., 2) arrays of (article, chunk)."""
     require_integer(path, name, keys)
+    if keys.ndim == 0 or keys.shape[-1] != 2:
+        raise ArtifactError(path, f"'{name}' has shape {keys.shape}, expected (..., 2): one (article, chunk) pair per key")
     if keys.size and keys.min() < 0:
         row = int(np.argwhere(keys < 0)[0][0])
         raise ArtifactError(path, f"'{name}' has a negative key at row {row}: {keys.reshape(-1, 2)[row].tolist() if keys.ndim == 2 else 'see file'}")
@@ -160,6 +164,12 @@ def require_rows(path: Path, name: str, array: np.ndarray, what: str) -> None:
 
 # ---- .npy headers ---------------------------------------------------------------------------------
 
+# What numpy's header parser (struct, then ast.literal_eval of a Python literal) raises on bytes that are
+# not a header, and what a zip member's stream raises when its deflate data is corrupt.
+HEADER_ERRORS = (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, IndexError, UnicodeDecodeError, MemoryError,
+                 RecursionError, OverflowError, struct.error, tokenize.TokenError, zlib.error, zipfile.BadZipFile)
+
+
 def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """(shape, fortran_order, dtype, data bytes) of the `.npy` stream at `handle`, read up to its data.
 
@@ -177,7 +187,7 @@ def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[t
             shape, fortran, dtype = npy_format._read_array_header(handle, version)  # 3.0: the 2.0 header in UTF-8
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, UnicodeDecodeError, MemoryError) as exc:
+    except HEADER_ERRORS as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(path, f"cannot be read as .npy (bad header: {reason[:200]})") from None
     if any(int(n) < 0 for n in shape):
@@ -197,12 +207,14 @@ def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[t
 def read_npy_data(path: Path, handle: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dtype, data_bytes: int) -> np.ndarray:
     """The data after a `.npy` header (see `npy_header`), read into a writable array of exactly that size."""
     data = bytearray(data_bytes)
-    view, filled = memoryview(data), 0
-    while filled < data_bytes:
-        count = handle.readinto(view[filled:])
-        if not count:
-            raise ArtifactError(path, f"cannot be read: truncated, {filled:,} of the {data_bytes:,} data bytes its header describes")
-        filled += count
+    filled = 0
+    with memoryview(data) as view:  # released before `data` can be freed, also when a read fails
+        while filled < data_bytes:
+            with view[filled:] as rest:
+                count = handle.readinto(rest)
+            if not count:
+                raise ArtifactError(path, f"cannot be read: truncated, {filled:,} of the {data_bytes:,} data bytes its header describes")
+            filled += count
     array = np.frombuffer(data, dtype=dtype)
     return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
 
@@ -210,25 +222,27 @@ def read_npy_data(path: Path, handle: IO[bytes], shape: tuple[int, ...], fortran
 NPZ_READ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError, MemoryError, UnicodeDecodeError)
 
 
-def read_npz(path: Path, what: str = ".npz file") -> dict[str, np.ndarray]:
-    """Every `.npy` member of an `.npz`, headers checked against the members' sizes before any data is read.
+def read_npz(path: Path, what: str = ".npz file", names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Every `.npy` member of an `.npz` (or only `names`), headers checked against the members' sizes
+    before any data is read.
 
     An object member (a pickle) is refused: these arrays are plain numbers. A corrupt archive or
     member (bad CRC, bad deflate stream, truncation) is one line naming the member.
     """
     require_file(path, what)
+    wanted = None if names is None else set(names)
     arrays: dict[str, np.ndarray] = {}
     name = ""
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
+                if not info.filename.endswith(".npy") or (wanted is not None and info.filename[: -len(".npy")] not in wanted):
                     continue
                 name = info.filename[: -len(".npy")]
                 with archive.open(info) as handle:
                     shape, fortran, dtype, data_bytes = npy_header(path, handle, info.file_size)
                     if dtype.hasobject:
-                        raise ArtifactError(path, f"array '{name}' holds Python objects (pickled); refusing to load it (these arrays are plain numbers)")
+                        raise ArtifactError(path, f"array '{name}' holds pickled Python objects; refusing to load it (these arrays are plain numbers)")
                     arrays[name] = read_npy_data(path, handle, shape, fortran, dtype, data_bytes)
     except ArtifactError as exc:
         if exc.problem.startswith("array '"):
@@ -238,4 +252,7 @@ def read_npz(path: Path, what: str = ".npz file") -> dict[str, np.ndarray]:
         where = f" (array '{name}')" if name else ""
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(path, f"cannot be read as .npz{where} (truncated or corrupt?): {reason}") from None
+    missing = sorted((wanted or set()) - set(arrays))
+    if missing:
+        raise ArtifactError(path, f"has no array {', '.join(repr(m) for m in missing)}")
     return arrays

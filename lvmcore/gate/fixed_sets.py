@@ -13,7 +13,6 @@ import hashlib
 import json
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.predictions import eval_set_fingerprint
 from lvmcore.artifacts.training_data import TrainingData
 from lvmcore.blocks import update_digest
-from lvmcore.files import write_atomic
+from lvmcore.files import CACHE_TEMP_MIN_AGE_S, CacheWarning, move_aside, remove_orphan_temps, write_atomic
 from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, FixedResults, Found, QuerySet, fixed_results, search_depth
 
 CACHE_VERSION = 1
@@ -83,16 +82,18 @@ def cached_fixed_results(cache_dir: Path | None, payload: Payload, eval_set: Eva
     if cache_dir is None:
         return fixed_results(payload, eval_set, training_data, ivf_index, nprobe, ridge_windows, seed), False
     path = Path(cache_dir) / "gate" / f"fixed-{cache_key(payload, eval_set, training_data, index_identity, nprobe, ridge_windows, seed)}.npz"
+    remove_orphan_temps(path.parent, min_age_s=CACHE_TEMP_MIN_AGE_S)
     if path.is_file():
         clock = time.perf_counter()
         try:
             fixed = _load(path, eval_set)
             fixed.seconds["fixed_sets_from_cache"] = time.perf_counter() - clock
             return fixed, True
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            path.replace(aside)
-            warnings.warn(f"{path}: cached baseline results could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); moved to {aside.name} and rebuilt", stacklevel=2)
+        except Exception as exc:  # a damaged cache file fails in whatever way its bytes do: rebuild it, never stop the run
+            aside = move_aside(path)
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            where = f"moved to {aside.name}" if aside else "already moved aside by another session"
+            warnings.warn(f"{path}: cached baseline results could not be read ({reason}); {where} and rebuilt", CacheWarning, stacklevel=2)
     fixed = fixed_results(payload, eval_set, training_data, ivf_index, nprobe, ridge_windows, seed)
     _save(path, fixed)
     return fixed, False

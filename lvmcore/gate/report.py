@@ -16,6 +16,7 @@ from typing import Any
 
 from lvmcore.artifacts.history import TrainingHistory, read_history
 from lvmcore.errors import ArtifactError
+from lvmcore.files import write_atomic
 from lvmcore.gate.decision import Decision, GateMetrics, decide
 
 PLOT_DPI = 90
@@ -345,4 +346,5 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     if figures.seconds:
         lines += ["Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in figures.seconds.items()), ""]
-    (directory / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = ("\n".join(lines) + "\n").encode("utf-8")
+    write_atomic(directory / "report.md", lambda out: out.write(text))

@@ -9,16 +9,19 @@ as search parameters: nothing here writes it onto an index that other callers sh
 from __future__ import annotations
 
 import os
-import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
 
 from lvmcore.artifacts.payload import Payload
 from lvmcore.blocks import ROW_BLOCK, gather_rows, iter_blocks
+from lvmcore.artifacts.validate import require_file
 from lvmcore.errors import ArtifactError
+from lvmcore.files import CACHE_TEMP_MIN_AGE_S, CacheWarning, move_aside, remove_orphan_temps, write_atomic
 from lvmcore.progress import phase
 from lvmcore.sampling import sample_rows
 
@@ -82,32 +85,79 @@ def cached_ivf(payload: Payload, build: IVFBuild, cache_dir: Path | None = None)
     return read_or_build_ivf(path, payload.vectors, build)
 
 
+def cached_ivf_problem(index: faiss.Index, vectors: np.ndarray, build: IVFBuild) -> str | None:
+    """Why a cached index is not the one its name promises (None when it is): the name holds the
+    payload's hash and the build settings, so the header must agree on dimension, rows, lists and metric."""
+    count, dim = vectors.shape
+    if not isinstance(index, faiss.IndexIVFFlat):
+        return f"holds a {type(index).__name__}, not an IndexIVFFlat"
+    if index.d != dim or index.ntotal != count:
+        return f"holds {index.ntotal:,} rows of dimension {index.d}, the payload has {count:,} of dimension {dim}"
+    if index.nlist != build.lists_for(count) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return f"has {index.nlist:,} lists and metric {metric_name(index)}, the build asks for {build.lists_for(count):,} and ip"
+    if index.invlists.compute_ntotal() != count:
+        return f"its inverted lists hold {index.invlists.compute_ntotal():,} rows, its header says {count:,}"
+    return None
+
+
+def read_cached_ivf(path: Path, vectors: np.ndarray, build: IVFBuild) -> tuple[faiss.IndexIVFFlat | None, str]:
+    """The cached index, or (None, why it cannot be used): unreadable, truncated, or not what its name says."""
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, MemoryError) as exc:
+        return None, f"cannot be read as a FAISS index ({faiss_reason(exc)})"
+    problem = cached_ivf_problem(index, vectors, build)
+    return (None, problem) if problem else (index, "")
+
+
 def read_or_build_ivf(path: Path, vectors: np.ndarray, build: IVFBuild) -> tuple[faiss.IndexIVFFlat, bool]:
     """The index cached at `path`, else one built over `vectors` and saved there.
 
-    Returns (index, was_cached). The file is written under a temporary name and renamed, so a
-    concurrent reader (another rank, another session) sees no file or the whole file.
+    Returns (index, was_cached). The file is written atomically (`lvmcore.files.write_atomic`), so
+    a concurrent reader sees no file or the whole file, and a power cut leaves no half file. A cached
+    file that cannot be read, or whose header disagrees with its name, is moved aside to
+    `<name>.corrupt-<time>` with a `CacheWarning` and rebuilt: a broken cache never breaks the next run.
+    Temp files left by a writer that died are removed.
     """
-    if path.is_file():
-        return faiss.read_index(str(path)), True
+    remove_orphan_temps(path.parent, min_age_s=CACHE_TEMP_MIN_AGE_S)
+    if path.exists():
+        index, problem = read_cached_ivf(path, vectors, build)
+        if index is not None:
+            return index, True
+        aside = move_aside(path)
+        where = f"moved aside to {aside.name}" if aside else "already moved aside by another session"
+        warnings.warn(f"{path}: cached index {problem}; {where}, rebuilding it", CacheWarning, stacklevel=2)
     index = build_ivf(vectors, build)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    faiss.write_index(index, str(tmp_path))
-    tmp_path.replace(path)
+    write_atomic(path, lambda out: write_index_to(index, out))
     return index, False
 
 
-def load_index(path: str | Path) -> faiss.Index:
-    """Read a user-supplied FAISS index file (`--index`), naming the file if it is unreadable."""
+def write_index_to(index: faiss.Index, out: BinaryIO) -> None:
+    """Stream a faiss index into an open binary file (no second copy of a multi-GiB index in memory)."""
+    writer = faiss.PyCallbackIOWriter(out.write)
+    faiss.write_index(index, writer)
+    del writer  # flushes faiss's buffer into `out`
+
+
+def faiss_reason(exc: BaseException) -> str:
+    """The part of a faiss C++ error a user can read: "read error in ..." from "Error in <signature> at <file>: Error: '...' failed: read error in ..."."""
+    text = " ".join(str(exc).split())
+    text = text.rsplit(" failed: ", 1)[-1] if " failed: " in text else text.rsplit("Error: ", 1)[-1]
+    return (text[:160] or type(exc).__name__).rstrip(".")
+
+
+def load_index(path: str | Path, expected_dim: int | None = None) -> faiss.Index:
+    """Read a user-supplied FAISS index file (`--index`), naming the file if it is unreadable or if its
+    dimension is not the payload's (faiss would stop the first search with a bare assertion)."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "index file not found")
+    require_file(path, "FAISS index file")
     try:
-        return faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise ArtifactError(path, f"cannot be read as a FAISS index: {str(exc).splitlines()[0]}") from None
+        index = faiss.read_index(str(path))
+    except (RuntimeError, MemoryError) as exc:
+        raise ArtifactError(path, f"cannot be read as a FAISS index: {faiss_reason(exc)}") from None
+    if expected_dim is not None and index.d != expected_dim:
+        raise ArtifactError(path, f"indexes vectors of dimension {index.d}, the payload's are {expected_dim}: it was built over another bank or embedder")
+    return index
 
 
 def is_ivf(index: faiss.Index) -> bool:
