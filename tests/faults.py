@@ -192,10 +192,10 @@ def npz_faults(members: dict[str, np.ndarray]) -> st.SearchStrategy[Fault]:
                 archive.writestr(f"{name}.npy", npy_bytes(value))
 
     def member(name: str, variant: tuple[str, np.ndarray]) -> Fault:
-        return Fault("arrays", f"member {variant[0]}", lambda p: write(p, {**members, name: variant[1]}))
+        return Fault("arrays", f"member {name}: {variant[0]}", lambda p: write(p, {**members, name: variant[1]}))
 
     def dropped(name: str) -> Fault:
-        return Fault("arrays", "member missing", lambda p: write(p, {k: v for k, v in members.items() if k != name}))
+        return Fault("arrays", f"member {name}: missing", lambda p: write(p, {k: v for k, v in members.items() if k != name}))
 
     def not_npy(name: str) -> Fault:
         def apply(path: Path) -> None:

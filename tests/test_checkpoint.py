@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmcore.artifacts.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from lvmcore.artifacts.checkpoint import CHECKPOINT_FORMAT, estimate_parameters, load_checkpoint, save_checkpoint
 from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
 
@@ -127,3 +127,45 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> 
         save_checkpoint(path, content())
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
+
+
+# --------------------------------------------------------------------------- model_config bounds, before any allocation
+
+SMALL_CONFIGS = [
+    ("mamba-xs", {}), ("mamba-xs", {"dt_rank": 5, "expand": 3, "d_conv": 2}), ("lstm", {"hidden": 24, "n_layers": 3}),
+    ("gru", {"hidden": 8, "n_layers": 1}), ("transformer", {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_context": 7}),
+    ("two-tower", {"query_hidden": 12, "query_layers": 2, "payload_hidden": 20}),
+]
+
+
+@pytest.mark.parametrize("preset, overrides", SMALL_CONFIGS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(SMALL_CONFIGS)])
+def test_the_parameter_estimate_is_exact_for_every_kind(preset: str, overrides: dict) -> None:
+    config = PRESETS[preset](dim=DIM, **overrides)
+    built = sum(p.numel() for p in build_model(config).parameters())
+    assert estimate_parameters(config.to_dict()) == built
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"kind": "gru", "hidden": 30_000, "n_layers": 3}, "asks for about 13,"),  # moderate widths, 13e9 parameters: 52 GiB if built
+    ({"kind": "mamba", "d_model": 1 << 20, "n_layers": 1_024}, "over the limit of 2,000,000,000"),
+    ({"kind": "gru", "hidden": (1 << 20) + 1}, "model_config.hidden is 1048577, more than the 1,048,576"),
+    ({"kind": "gru", "n_layers": 5_000}, "model_config.n_layers is 5000, more than the 1,024"),
+    ({"kind": "gru", "hidden": "512"}, "model_config.hidden is '512' (str), expected an integer"),
+    ({"kind": "gru", "hidden": 0}, "model_config.hidden is 0, expected an integer >= 1"),
+    ({"kind": "gru", "dropout": 2.0}, "model_config.dropout is 2.0, expected a probability"),
+    ({"kind": "gru", "hidden": True}, "model_config.hidden is True (bool), expected an integer"),
+    ({"kind": "capsule"}, "model_config has unknown kind 'capsule'"),
+], ids=["moderate-over-limit", "absurd", "width-over-bound", "layers-over-bound", "string-width", "zero-width", "dropout", "bool-width", "unknown-kind"])
+def test_a_model_config_that_cannot_be_built_is_refused_before_any_allocation(tmp_path: Path, changes: dict, fragment: str) -> None:
+    import resource
+
+    stored = content("mamba-xs" if changes["kind"] == "mamba" else "gru")
+    stored["model_config"] = {**stored["model_config"], **changes}
+    path = save_checkpoint(tmp_path / "ckpt.pt", stored)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError) as error:
+        load_checkpoint(path, expected_dim=DIM)
+    message = str(error.value)
+    assert fragment in message and "\n" not in message and message.startswith(str(path)), message
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 200, f"refusing the config raised peak memory by {grown_mib:.0f} MiB"

@@ -408,3 +408,65 @@ def test_a_path_that_is_not_a_file_is_named_for_what_it_is(workspace: Workspace,
         TALLY[(target.name, "not a file", special, "one-line error")] += 1
         return
     pytest.fail(f"{target.name}: a {special} where {broken.name} belongs was read without an error")
+
+
+# ---- the ingest CLI: inputs and options that cannot work, one line, nothing written -------------------
+
+def ingest_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
+    """argv and the expected words for each way an ingest input can be wrong (none reaches the encoder)."""
+    folder, one_doc = root / "docs", root / "one"
+    folder.mkdir()
+    one_doc.mkdir()
+    (folder / "a.txt").write_text("A sentence. " * 40)
+    (folder / "b.txt").write_bytes(b"bad \xff\xfe bytes")
+    (one_doc / "a.txt").write_text("Only one short document.")
+    (root / "bad.jsonl").write_bytes(b'{"text": "ok"}\nnot json\n')
+    (root / "list.jsonl").write_text('["a list"]\n')
+    (root / "binary.jsonl").write_bytes(b"\xff\xfe\x00\x01")
+    (root / "loop").symlink_to(root / "loop")
+    (root / "a-file").write_text("x")
+    good = ["--source", "folder", "--input", str(one_doc)]
+    return {
+        "folder with a non-UTF-8 file": (["--source", "folder", "--input", str(folder)], "b.txt: is not UTF-8 text"),
+        "missing folder": (["--source", "folder", "--input", str(root / "nope")], "input folder not found"),
+        "a file as the folder": (["--source", "folder", "--input", str(root / "bad.jsonl")], "is a file, expected a folder"),
+        "a symlink loop as the folder": (["--source", "folder", "--input", str(root / "loop")], "symlink loop"),
+        "jsonl line not JSON": (["--source", "jsonl", "--input", str(root / "bad.jsonl")], "line 2 is not valid JSON"),
+        "jsonl line not an object": (["--source", "jsonl", "--input", str(root / "list.jsonl")], "line 1 is not a JSON object"),
+        "jsonl not UTF-8": (["--source", "jsonl", "--input", str(root / "binary.jsonl")], "is not UTF-8 text"),
+        "a directory as the jsonl": (["--source", "jsonl", "--input", str(folder)], "is a directory"),
+        "too few documents for a split": (good, "give no window of 5 chunks"),
+        "context 0": ([*good, "--context", "0"], "--context 0: expected a context length from 1"),
+        "context huge": ([*good, "--context", "100000"], "--context 100000"),
+        "chunk chars 0": ([*good, "--chunk-chars", "0"], "--chunk-chars 0"),
+        "budget NaN": ([*good, "--budget-mib", "nan"], "--budget-mib nan"),
+        "seed negative": ([*good, "--seed", "-1"], "--seed -1"),
+        "benchmark negative": ([*good, "--benchmark", "-2"], "--benchmark -2"),
+        "out is a file": (["--source", "folder", "--input", str(one_doc), "--out", str(root / "a-file")], "is a file, expected the output directory"),
+    }
+
+
+INGEST_CASES = [
+    "folder with a non-UTF-8 file", "missing folder", "a file as the folder", "a symlink loop as the folder", "jsonl line not JSON",
+    "jsonl line not an object", "jsonl not UTF-8", "a directory as the jsonl", "too few documents for a split", "context 0", "context huge",
+    "chunk chars 0", "budget NaN", "seed negative", "benchmark negative", "out is a file",
+]
+
+
+@pytest.mark.parametrize("case", INGEST_CASES)
+def test_ingest_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path, capsys, case: str) -> None:
+    from lvmcore.ingest.__main__ import main as ingest_main
+
+    argv, words = ingest_inputs(tmp_path)[case]
+    out = tmp_path / "out"
+    if "--out" not in argv:
+        argv = [*argv, "--out", str(out)]
+    try:
+        code = ingest_main([*argv, "--no-progress"])
+    except SystemExit as exit_:  # argparse-level refusals exit through parser.exit
+        code = exit_.code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], captured.err
+    assert "Traceback" not in captured.out + captured.err and not out.exists()
+    TALLY[("ingest CLI", "inputs and options", case, "one-line error")] += 1

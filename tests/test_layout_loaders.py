@@ -126,7 +126,8 @@ def test_source_vectors_converted_keep_texts_titles_and_source_sha256(public, tm
     (lambda a: a.update(concept_texts=a["concept_texts"].astype(object)), ("'concept_texts' is an object array", "--allow-pickle", "--field texts=")),
     (lambda a: a.update(vectors=a["vectors"][:0], article_indices=a["article_indices"][:0], chunk_indices=a["chunk_indices"][:0],
                         concept_texts=a["concept_texts"][:0], article_titles=a["article_titles"][:0], cpe_ids=a["cpe_ids"][:0]), ("empty payload",)),
-], ids=["missing-column", "float64", "short-column", "negative-key", "short-texts", "numeric-titles", "pickled-texts", "empty"])
+    (lambda a: a.update(article_indices=a["article_indices"].astype(bool)), ("'article_indices' has dtype bool", "expected an integer type")),
+], ids=["missing-column", "float64", "short-column", "negative-key", "short-texts", "numeric-titles", "pickled-texts", "empty", "bool-keys"])
 def test_malformed_source_vectors(public, tmp_path, change, fragments) -> None:
     with np.load(public["source_vectors"]) as archive:
         arrays = {name: archive[name] for name in archive.files}

@@ -143,3 +143,17 @@ def test_two_sessions_in_the_same_second_write_two_run_directories(pytester: pyt
     runs = sorted(p.name for p in (pytester.path / "reports").iterdir())
     assert runs == ["20261202-151339", "20261202-151339-2"], runs
     assert all((pytester.path / "reports" / name / "plumbing" / "report.json").is_file() for name in runs)
+
+
+def test_a_corrupted_cached_index_is_rebuilt_on_the_next_run_without_user_action(pytester: pytest.Pytester, bank) -> None:
+    first = run_suite(pytester, bank, "plumbing", "--build-index", "-k", "index")
+    assert first.ret == 0, first.stdout.str()[-2000:]
+    (cached,) = (pytester.path / "cache" / "index").glob("*.faiss")
+    cached.write_bytes(cached.read_bytes()[:100])  # what a power cut during a non-atomic write leaves
+    second = run_suite(pytester, bank, "plumbing", "--build-index", "-k", "index", "-W", "always::UserWarning")  # shown even under an outer -W ignore
+    text = second.stdout.str()
+    assert second.ret == 0 and "Traceback" not in text, text[-2000:]
+    assert "CacheWarning" in text and "moved aside to" in text and "rebuilding it" in text, text[-2000:]
+    assert len(list(cached.parent.glob("*.corrupt-*"))) == 1 and cached.stat().st_size > 1000
+    third = run_suite(pytester, bank, "plumbing", "--build-index", "-k", "index", "-W", "always::UserWarning")
+    assert third.ret == 0 and "CacheWarning" not in third.stdout.str()

@@ -26,7 +26,7 @@ import numpy as np
 from lvmcore.artifacts.layouts import missing_fields_problem, resolve_fields
 from lvmcore.artifacts.npz_members import PICKLE_FLAG, load_pickled_member, load_plain_members, npy_member, npz_members, refuse_pickle
 from lvmcore.artifacts.payload import Payload
-from lvmcore.artifacts.validate import require_finite, require_float32, require_int, require_keys_valid, require_shape, shown
+from lvmcore.artifacts.validate import require_finite, require_float32, require_int, require_integer, require_keys_valid, require_shape, shown
 from lvmcore.errors import ArtifactError
 from lvmcore.vectors import row_norms
 
@@ -130,6 +130,7 @@ def vectors_and_keys(path: Path, vectors: Any, articles: Any, chunks: Any) -> tu
         raise ArtifactError(path, f"'vectors' has shape {vectors.shape}: an empty payload has nothing to retrieve")
     for name, values in (("article_indices", articles), ("chunk_indices", chunks)):
         require_shape(path, name, values, rank=1)
+        require_integer(path, name, values)  # before stacking: np.stack would promote a bool column silently
         if len(values) != len(vectors):
             raise ArtifactError(path, f"'{name}' has {len(values)} entries for {len(vectors)} vectors")
     keys = np.stack([articles, chunks], axis=1)

