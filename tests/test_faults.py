@@ -46,7 +46,7 @@ from lvmcore.artifacts.payload import Payload, load_payload
 from lvmcore.artifacts.predictions import main as predictions_main
 from lvmcore.artifacts.predictions import write_predictions
 from lvmcore.errors import ArtifactError
-from lvmcore.gate.routes import from_checkpoint, from_predictions
+from lvmcore.gate.routes import from_checkpoint, from_model_file, from_predictions
 from lvmcore.models import PRESETS, build_model
 from lvmcore.search.ivf import load_index
 
@@ -106,6 +106,20 @@ def history_document() -> dict[str, Any]:
             "lr": 0.001, "min_lr": 0.0, "warmup_steps": 1, "total_steps": 2, "schedule": "cosine"}, "epochs": [row, {**row, "epoch": 2}]}
 
 
+def exported_program(path: Path, example: np.ndarray) -> Path:
+    """A tiny torch.export program (B, C, D) -> (B, C, D), as another codebase would hand it to --model-file."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(DIM, DIM), torch.nn.Tanh(), torch.nn.Linear(DIM, DIM)).eval()
+    program = torch.export.export(model, (torch.from_numpy(np.ascontiguousarray(example)),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(path))
+    return path
+
+
+def run_program(path: Path, workspace: "Workspace") -> np.ndarray:
+    """Load an exported program the way the gate does and predict a few eval rows with it."""
+    return from_model_file(path).predict_fn(workspace.eval_set.contexts[:3])
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("faults")
@@ -124,6 +138,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
         "index": root / "index.faiss",
     }
     files["history"].write_text(json.dumps(history_document()))
+    files["program"] = exported_program(root / "model.pt2", eval_set.contexts[:4])
     index = faiss.IndexFlatIP(DIM)
     index.add(np.ascontiguousarray(payload.vectors))
     faiss.write_index(index, str(files["index"]))
@@ -223,6 +238,7 @@ TARGETS = [
     Target("history.json (gate)", lambda w: w.files["history"], None, lambda p, w: read_history(p), json_file),
     Target("history.json (resume)", lambda w: w.files["history"], None, lambda p, w: read_history(p, complete=True), json_file),
     Target("FAISS index", lambda w: w.files["index"], None, lambda p, w: load_index(p, expected_dim=DIM), binary),
+    Target("exported program (.pt2)", lambda w: w.files["program"], None, run_program, binary),
 ]
 
 

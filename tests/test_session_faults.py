@@ -157,3 +157,12 @@ def test_a_corrupted_cached_index_is_rebuilt_on_the_next_run_without_user_action
     assert len(list(cached.parent.glob("*.corrupt-*"))) == 1 and cached.stat().st_size > 1000
     third = run_suite(pytester, bank, "plumbing", "--build-index", "-k", "index", "-W", "always::UserWarning")
     assert third.ret == 0 and "CacheWarning" not in third.stdout.str()
+
+
+@pytest.mark.parametrize("option", ["--index", "--checkpoint"])
+def test_a_mistyped_path_is_one_usage_error_line_under_two_workers_too(pytester: pytest.Pytester, bank, tmp_path: Path, option: str) -> None:
+    missing = str(tmp_path / "typo")
+    result = run_suite(pytester, bank, "gate" if option == "--checkpoint" else "plumbing", option, missing, "-n", "2")
+    text = result.stdout.str() + result.stderr.str()
+    errors = [line for line in text.splitlines() if line.startswith("ERROR: ")]
+    assert result.ret == 4 and "Traceback" not in text and len(errors) == 1 and f"{option} {missing}" in errors[0], text[-2000:]

@@ -719,3 +719,29 @@ def test_span_corruption_moves_the_donor_key_with_the_donor_vector(bank: Path) -
     columns = TrainingBank.of_articles(splits.payload, splits.training_articles).target_columns(splits.train)
     bank_rows = TrainingBank.of_articles(splits.payload, splits.training_articles).rows
     np.testing.assert_array_equal(pack_keys(splits.payload.keys[bank_rows[columns]]), pack_keys(splits.train.truth_keys))
+
+
+# --------------------------------------------------------------------------- a new run never writes over another
+
+
+def test_a_new_run_into_a_directory_holding_one_is_refused_and_nothing_changes(bank: Path, finished_run: Path, tmp_path: Path, capsys) -> None:
+    run = copy_run(finished_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(cli_args(bank, run, "--max-steps-per-epoch", "1")) == 2
+    message = one_line_error(capsys)
+    assert "already holds a training run" in message and "last.pt at epoch 2" in message and "--resume" in message and "--overwrite" in message
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_overwrite_starts_over_and_leaves_no_stale_epoch_checkpoint(bank: Path, finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path)
+    assert (run / "epoch_002.pt").is_file()
+    history = train(config(bank, run, epochs=1, max_steps_per_epoch=2, overwrite=True))
+    assert [row["epoch"] for row in history["epochs"]] == [1]
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt", "epoch_001.pt", "last.pt"]  # epoch_002.pt of the old run is gone
+    assert peek_epoch_step(run / "last.pt")[0] == 1
+
+
+def test_overwrite_and_resume_together_are_refused(bank: Path, tmp_path: Path, capsys) -> None:
+    assert main(cli_args(bank, tmp_path / "run", "--overwrite", "--resume")) == 2
+    assert "give one of them" in one_line_error(capsys) and not (tmp_path / "run").exists()

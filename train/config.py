@@ -72,6 +72,7 @@ class TrainConfig:
     bf16: bool = False
     seed: int = 0
     resume: bool | str = False  # True: OUT/last.pt; a name (epoch_002.pt) inside OUT, or a path to a checkpoint in OUT
+    overwrite: bool = False  # start a new run in an OUT that holds one: its history.json and checkpoints are removed first
     checkpoint_every_steps: int = 0  # 0: last.pt only at each epoch end
     gate_every_epoch: bool = False
     article_dropout: float = 0.0
@@ -91,6 +92,8 @@ class TrainConfig:
         for name, what in (("out", "the run directory"), ("payload", "the payload directory"), ("train_data", "the training windows")):
             if not str(getattr(self, name)).strip():
                 problems.append(f"--{name.replace('_', '-')} is empty; name {what}")
+        if self.overwrite and self.resume:
+            problems.append("--overwrite starts the run over and --resume continues it: give one of them")
         if isinstance(self.resume, str) and not self.resume.strip():
             problems.append("--resume was given an empty name; pass nothing for OUT/last.pt, or a checkpoint such as epoch_002.pt")
         if self.preset not in PRESETS:
@@ -227,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="continue the run in --out: from OUT/last.pt, or from the checkpoint named (epoch_002.pt, resolved inside --out); "
         "history.json is cut back to that checkpoint's epoch",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out that holds a run: its history.json and *.pt checkpoints are deleted first "
+        "(without it, such an --out is refused: --resume it, or choose another directory)",
     )
     parser.add_argument("--checkpoint-every-steps", type=int, default=d.checkpoint_every_steps, help="also write last.pt every N optimizer steps")
     parser.add_argument("--gate-every-epoch", action="store_true", help="run `pytest checks -m gate` on each epoch's checkpoint")

@@ -43,7 +43,7 @@ from train.config import RUN_DEFINING, TrainConfig
 from train.data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
-from train.resume import check_out_dir, load_into, make_out_dir, read_resume_state, resume_path, rewind
+from train.resume import check_out_dir, load_into, make_out_dir, read_resume_state, refuse_existing_run, remove_run_files, resume_path, rewind
 from train.validation import validate
 
 class TrainingDiverged(RuntimeError):
@@ -121,6 +121,8 @@ class Trainer:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         self.dist: DistContext = init_distributed(config.device)
+        if self.dist.is_main and not config.resume and not config.overwrite:
+            refuse_existing_run(self.out)  # the main process only: the others start while it may already be writing
         self.device = self.dist.device
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -474,6 +476,8 @@ class Trainer:
         make_out_dir(self.out)
         if self.dist.is_main:
             remove_orphan_temps(self.out)  # temp files of a writer that was killed (no live process has their pid)
+            if self.config.overwrite:
+                remove_run_files(self.out)
         if self.config.resume:
             self.resume()
         elif self.dist.is_main:

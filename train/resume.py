@@ -47,6 +47,37 @@ def check_out_dir(out: Path) -> None:
         raise ArtifactError(out, f"cannot be created: {ancestor} is not writable")
 
 
+RUN_FILES = ("history.json", "*.pt")  # what a run writes into --out, and what --overwrite removes
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files of a run already in `out` (history.json and checkpoints), sorted."""
+    if not out.is_dir():
+        return []
+    return sorted({path for pattern in RUN_FILES for path in out.glob(pattern) if path.is_file() or path.is_symlink()})
+
+
+def refuse_existing_run(out: Path) -> None:
+    """A new run never writes over another: an --out that holds one needs --resume or --overwrite."""
+    found = run_files(out)
+    if found:
+        marker = peek_epoch_step(out / LAST_CHECKPOINT) if (out / LAST_CHECKPOINT).is_file() else None
+        where = f", last.pt at epoch {marker[0]}" if marker and marker[0] is not None else ""
+        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise ArtifactError(
+            out, f"already holds a training run ({names}{where}): continue it with --resume, start it over with --overwrite "
+            "(its history.json and checkpoints are deleted), or choose another --out"
+        )
+
+
+def remove_run_files(out: Path) -> list[Path]:
+    """--overwrite: delete the previous run's history.json and checkpoints, so no stale epoch_NNN.pt is gated later."""
+    removed = run_files(out)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def make_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)

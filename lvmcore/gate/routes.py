@@ -29,6 +29,7 @@ from torch import nn
 from lvmcore.artifacts.checkpoint import CheckpointRecord, load_checkpoint, read_foreign_record
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.predictions import load_predictions
+from lvmcore.artifacts.validate import require_file
 from lvmcore.errors import ArtifactError
 from lvmcore.gate.evaluate import BankFn, PredictFn
 from lvmcore.gate.predict import batched, nonfinite_parameters, predictor
@@ -60,7 +61,11 @@ def module_predict_fn(module: Callable[[torch.Tensor], torch.Tensor], batch_size
     """numpy (M, C, D) -> unit numpy (M, D) through a torch callable with the (B, C, D) -> (B, D) | (B, C, D) contract."""
 
     def last_position(batch: torch.Tensor) -> torch.Tensor:  # (b, C, D) -> (b, D), the contract checked
-        out = module(batch)
+        try:
+            out = module(batch)
+        except Exception as exc:  # an exported graph for other shapes, a damaged program: one line, the model's own words
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ArtifactError(None, f"the model failed on contexts of shape {tuple(batch.shape)}: {type(exc).__name__}: {first}") from None
         out = out[0] if isinstance(out, (tuple, list)) else out
         if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3) or out.shape[0] != len(batch):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -122,8 +127,7 @@ def from_adapter(path: Path, spec: str) -> ModelUnderTest:
 
 def from_model_file(path: Path) -> ModelUnderTest:
     """A `torch.export` program (.pt2) or TorchScript file: a graph, no Python code from the file is run."""
-    if not path.is_file():
-        raise ArtifactError(path, "model file not found" if not path.exists() else "is not a file")
+    require_file(path, "model file")  # missing, a directory, a symlink loop: each named
     try:
         if path.suffix == ".pt2":
             with quiet_logger("torch.export"):  # it logs a traceback of its own before raising; our one line says it
