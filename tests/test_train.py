@@ -299,6 +299,7 @@ def test_rewinding_past_the_best_epoch_puts_back_the_best_of_the_epochs_kept(fin
     history = read_history(run / "history.json", complete=True)
     history.epochs = history.up_to(1)
     rewind(run, run / "epoch_001.pt", 1, history)
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_001.pt"]  # the abandoned epoch 2 is not left for a gate to pick up
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["epoch"] == 1 and best["metrics"]["chosen_by"] == "val_r_at_5"
     assert_same_weights(run / "epoch_001.pt", run / "best.pt")

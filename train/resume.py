@@ -14,6 +14,7 @@ line saying what to do instead.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -174,16 +175,27 @@ def copy_checkpoint(source: Path, target: Path) -> None:
     write_atomic(target, copy)
 
 
+EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
+
+
+def epoch_checkpoints_after(out: Path, epoch_done: int) -> list[Path]:
+    """The run's epoch_NNN.pt files with NNN > epoch_done."""
+    return sorted(p for p in out.glob("epoch_*.pt") if (m := EPOCH_FILE.fullmatch(p.name)) and int(m.group(1)) > epoch_done)
+
+
 def rewind(out: Path, checkpoint: Path, epoch_done: int, history: TrainingHistory) -> None:
     """Make the run directory agree with `checkpoint` (resumed at `epoch_done` finished epochs); rank 0 only.
 
     Order matters for a kill at any point: last.pt first (a bare --resume then continues from here and
-    cuts the history itself), then the history cut back, then best.pt.
+    cuts the history itself), then the history cut back, then the later epochs' checkpoints removed
+    (the abandoned branch: gating the run directory must not pick them up), then best.pt.
     """
     last = out / LAST_CHECKPOINT
     if not (last.exists() and os.path.samefile(checkpoint, last)):
         copy_checkpoint(checkpoint, last)
     write_history(out / "history.json", history)
+    for later in epoch_checkpoints_after(out, epoch_done):
+        later.unlink(missing_ok=True)
     best = out / "best.pt"
     stored = peek_epoch_step(best) if best.is_file() else None
     if stored is None or not isinstance(stored[0], int) or stored[0] <= epoch_done:
