@@ -486,6 +486,7 @@ CLI_FAULTS = [  # (option=value, what the one line says): each numeric option ou
     ("--validation-fraction=0", "--validation-fraction must be in (0, 1)"), ("--validation-fraction=nan", "--validation-fraction must be"),
     ("--article-dropout=1.5", "--article-dropout is a probability"), ("--span-corruption=nan", "--span-corruption is a probability"),
     ("--bank-negatives=-1", "--bank-negatives must be >= 0"), ("--hard-negatives=2", "--hard-negatives is for --loss in_batch"),
+    ("--hard-negatives=100000", "--hard-negatives must be <= 1024"),
     ("--checkpoint-every-steps=-2", "--checkpoint-every-steps must be >= 0"), ("--max-validation-windows=-1", "--max-validation-windows must be >= 0"),
     ("--max-steps-per-epoch=-1", "--max-steps-per-epoch must be >= 0"), ("--threads=-1", "--threads must be >= 0"),
     ("--preset=gpt", "--preset must be one of"), ("--loss=triplet", "argument --loss: invalid choice"), ("--device=tpu", "argument --device: invalid choice"),

@@ -19,6 +19,7 @@ FULL_BANK_MAX_COLUMNS = 65_536
 DEFAULT_BANK_SAMPLE = 16_384
 
 
+MAX_HARD_NEGATIVES = 1024  # same-document negatives per window: (B, k, D) floats per micro-batch
 LAST_CHECKPOINT = "last.pt"  # what a bare --resume continues from
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
@@ -123,6 +124,9 @@ class TrainConfig:
             problems.append(f"--seed must be in [0, 2**63 - 1], got {self.seed}")
         if self.loss not in LOSSES:
             problems.append(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.hard_negatives > MAX_HARD_NEGATIVES:
+            problems.append(f"--hard-negatives must be <= {MAX_HARD_NEGATIVES} (drawn with replacement from the target's article: "
+                            f"more repeat its chunks and only grow the step's memory), got {self.hard_negatives}")
         if self.loss == "bank" and self.hard_negatives > 0:
             problems.append("--hard-negatives is for --loss in_batch: the bank already holds every same-article chunk")
         if self.bank_negatives is not None and self.bank_negatives < 0:
