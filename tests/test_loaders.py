@@ -193,3 +193,11 @@ def test_importer_cli_prints_one_line_error(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "missing.npz" in err
     warnings.resetwarnings()
+
+
+def test_exception_reason_is_the_first_line_cut_or_the_type_name() -> None:
+    from lvmcore.errors import exception_reason
+
+    assert exception_reason(ValueError("  bad header\nat line 2\n")) == "bad header"
+    assert exception_reason(ValueError("x" * 500)) == "x" * 200 and exception_reason(ValueError("x" * 500), limit=None) == "x" * 500
+    assert exception_reason(EOFError()) == "EOFError" and exception_reason(EOFError(), fallback="") == ""

@@ -24,7 +24,7 @@ import torch
 from lvmcore.artifacts.checkpoint import peek_epoch_step, read_checkpoint_dict, save_checkpoint
 from lvmcore.artifacts.history import TrainingHistory, write_history
 from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.files import write_atomic
 from train.config import LAST_CHECKPOINT
 
@@ -161,8 +161,7 @@ def load_into(path: Path, what: str, load) -> None:
     try:
         load()
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"cannot be resumed: its {what} does not fit this run ({reason})") from None
+        raise ArtifactError(path, f"cannot be resumed: its {what} does not fit this run ({exception_reason(exc)})") from None
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:

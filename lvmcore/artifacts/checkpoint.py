@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
 from lvmcore.files import write_atomic
 
@@ -126,14 +126,14 @@ def read_checkpoint_dict(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(list(SAFE_PATH_TYPES)):  # paths in a training script's args: data, not code
             content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = exception_reason(exc, limit=None)
         if "Weights only load failed" in first or "Unsupported global" in str(exc):
             named = _refused_global(str(exc))
             raise ArtifactError(path, f"is not a checkpoint we can read safely: it holds pickled Python objects{named} that torch.load(weights_only=True) refuses to run; "
                                 f"to gate it, load it in your own trusted code with --model-adapter module:function, or pass --model-file / --predictions (README: Gate any model)") from None
         raise ArtifactError(path, f"is not a checkpoint: cannot be unpickled ({first})") from None
     except Exception as exc:  # torch.load on bytes that are not a checkpoint raises whatever its parsers meet (struct.error, ...)
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = exception_reason(exc)
         if is_zip_start or isinstance(exc, EOFError):
             raise ArtifactError(path, f"is truncated or corrupt: {first}") from None
         raise ArtifactError(path, f"is not a checkpoint: {first}") from None
@@ -262,8 +262,7 @@ def build_on_meta(path: Path, config: dict[str, Any]) -> nn.Module:
     except ArtifactError as exc:
         raise ArtifactError(path, f"model_config cannot be built: {exc.problem}") from None
     except Exception as exc:  # a config the model's own code rejects, in whatever way it does
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ArtifactError(path, f"model_config cannot be built: {type(exc).__name__}: {reason}") from None
+        raise ArtifactError(path, f"model_config cannot be built: {type(exc).__name__}: {exception_reason(exc, fallback='')}") from None
 
 
 def record_fields(path: Path, content: dict[str, Any]) -> dict[str, Any]:
@@ -328,8 +327,7 @@ def load_checkpoint(path: str | Path, expected_dim: int | None = None) -> Checkp
         with torch.no_grad():
             model(torch.zeros(1, 1, int(config_dict.get("dim", 768))))  # one tiny forward: a config that builds but cannot run is refused here
     except Exception as exc:  # the model's own code refusing these weights or this config, in whatever way it does
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ArtifactError(path, f"model cannot run with this model_config and these weights: {type(exc).__name__}: {reason}") from None
+        raise ArtifactError(path, f"model cannot run with this model_config and these weights: {type(exc).__name__}: {exception_reason(exc, fallback='')}") from None
     checkpoint = Checkpoint(
         path=path,
         model=model,

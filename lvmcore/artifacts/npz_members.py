@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.artifacts.validate import NPZ_READ_ERRORS, npy_header, read_npz, require_file
 
 PICKLE_FLAG = "--allow-pickle"
@@ -61,8 +61,7 @@ def npz_members(path: str | Path) -> dict[str, Member]:
                     members[name] = read_header(handle, path, name, info.file_size)
             return members
     except NPZ_READ_ERRORS as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {reason}") from None
+        raise ArtifactError(path, f"cannot be read as .npz (truncated or corrupt?): {exception_reason(exc)}") from None
 
 
 def npy_member(path: str | Path) -> Member:
@@ -98,5 +97,4 @@ def load_pickled_member(path: Path, name: str) -> Any:
     except ArtifactError as exc:
         raise ArtifactError(path, f"'{name}': {exc.problem}") from None
     except (pickle.UnpicklingError, *NPZ_READ_ERRORS) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"'{name}' cannot be read as a pickled array: {reason}") from None
+        raise ArtifactError(path, f"'{name}' cannot be read as a pickled array: {exception_reason(exc)}") from None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lvmcore.blocks import take_rows, update_digest
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.files import write_atomic, write_json_atomic
 from lvmcore.keys import KeyIndex
 from lvmcore.artifacts.validate import (
@@ -55,7 +55,7 @@ def load_npy(path: Path, mmap: bool) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:  # a header numpy reads differently from ours
-        raise ArtifactError(path, f"cannot be read as .npy: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ArtifactError(path, f"cannot be read as .npy: {exception_reason(exc, limit=None)}") from None
     except (OSError, EOFError, MemoryError) as exc:
         raise ArtifactError(path, f"cannot be read as .npy (truncated or corrupt?): {exc}") from None
 

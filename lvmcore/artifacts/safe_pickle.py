@@ -28,7 +28,7 @@ from typing import IO, Any, BinaryIO, Callable
 
 import numpy as np
 
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.artifacts.validate import npy_header, read_npy_data, require_file
 
 try:  # numpy >= 2
@@ -158,8 +158,7 @@ def restricted_load(data: bytes | BinaryIO, path: str | os.PathLike[str] | None)
         why = f" ({exc.why})" if exc.why else ""
         raise ArtifactError(path, f"refuses to unpickle {exc.name}{why}: {ALLOWED}") from None
     except Exception as exc:  # a corrupt pickle makes the C unpickler raise anything, SystemError included
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"is not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {reason}") from None
+        raise ArtifactError(path, f"is not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {exception_reason(exc)}") from None
 
 
 def stream_size(handle: IO[bytes]) -> int | None:

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable
 
 import numpy as np
 
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.vectors import nonfinite_rows
 
 
@@ -188,8 +188,7 @@ def npy_header(path: Path, handle: IO[bytes], total_size: int | None) -> tuple[t
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except HEADER_ERRORS as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"cannot be read as .npy (bad header: {reason[:200]})") from None
+        raise ArtifactError(path, f"cannot be read as .npy (bad header: {exception_reason(exc)})") from None
     if any(int(n) < 0 for n in shape):
         raise ArtifactError(path, f"has a negative dimension in its header shape {shape}")
     if dtype.hasobject:
@@ -250,8 +249,7 @@ def read_npz(path: Path, what: str = ".npz file", names: Iterable[str] | None = 
         raise ArtifactError(path, f"array '{name}' {exc.problem}") from None
     except NPZ_READ_ERRORS as exc:
         where = f" (array '{name}')" if name else ""
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"cannot be read as .npz{where} (truncated or corrupt?): {reason}") from None
+        raise ArtifactError(path, f"cannot be read as .npz{where} (truncated or corrupt?): {exception_reason(exc)}") from None
     missing = sorted((wanted or set()) - set(arrays))
     if missing:
         raise ArtifactError(path, f"has no array {', '.join(repr(m) for m in missing)}")

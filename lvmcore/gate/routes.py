@@ -30,7 +30,7 @@ from lvmcore.artifacts.checkpoint import CheckpointRecord, load_checkpoint, read
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.predictions import load_predictions
 from lvmcore.artifacts.validate import require_file
-from lvmcore.errors import ArtifactError
+from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.gate.evaluate import BankFn, PredictFn
 from lvmcore.gate.predict import batched, nonfinite_parameters, predictor
 from lvmcore.vectors import l2_normalize
@@ -64,8 +64,7 @@ def module_predict_fn(module: Callable[[torch.Tensor], torch.Tensor], batch_size
         try:
             out = module(batch)
         except Exception as exc:  # an exported graph for other shapes, a damaged program: one line, the model's own words
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise ArtifactError(None, f"the model failed on contexts of shape {tuple(batch.shape)}: {type(exc).__name__}: {first}") from None
+            raise ArtifactError(None, f"the model failed on contexts of shape {tuple(batch.shape)}: {type(exc).__name__}: {exception_reason(exc, fallback='')}") from None
         out = out[0] if isinstance(out, (tuple, list)) else out
         if not isinstance(out, torch.Tensor) or out.ndim not in (2, 3) or out.shape[0] != len(batch):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -136,8 +135,7 @@ def from_model_file(path: Path) -> ModelUnderTest:
             module = torch.jit.load(str(path), map_location="cpu")
             module.eval()
     except Exception as exc:  # torch raises many types for a file that is not a program
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(path, f"cannot be loaded as a torch.export (.pt2) or TorchScript program: {first}") from None
+        raise ArtifactError(path, f"cannot be loaded as a torch.export (.pt2) or TorchScript program: {exception_reason(exc, limit=None)}") from None
     weights = nonfinite_parameters(module) if isinstance(module, nn.Module) else None
     return ModelUnderTest("model_file", CheckpointRecord(path=path, model_config={}, epoch=None, step=None), module_predict_fn(module), nonfinite_weights=weights)
 
