@@ -3,7 +3,7 @@
 A reader (or a crash, or a power cut) sees the previous file or the whole new one, never half of
 one: the data is on disk before the rename, and the rename is on disk before we return. Every
 artifact the project writes (checkpoints, history.json, cached indexes) goes through here.
-`move_aside` and `CacheWarning` are how a cache heals a file it cannot use; `file_sha256` is the other side: the identity of a file as other pipelines record it.
+`set_aside` and `CacheWarning` are how a cache heals a file it cannot use; `file_sha256` is the other side: the identity of a file as other pipelines record it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -121,13 +122,16 @@ class CacheWarning(UserWarning):
     """A cached file could not be used: it was moved aside and rebuilt (the run goes on)."""
 
 
-def move_aside(path: str | Path) -> Path | None:
-    """Rename a cache file that cannot be used to `<name>.corrupt-<unix time>`, kept for a post-mortem;
-    None when it is gone already (another session moved it first)."""
+def set_aside(path: str | Path, problem: str) -> Path | None:
+    """A cache file that cannot be used: renamed to `<name>.corrupt-<unix time>` (kept for a post-mortem)
+    and said so with a `CacheWarning` naming `problem`; the caller rebuilds it. Returns where it went,
+    None when another session moved it first."""
     path = Path(path)
     aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
     try:
         os.replace(path, aside)
     except FileNotFoundError:
-        return None
+        aside = None
+    where = f"moved aside to {aside.name}" if aside else "already moved aside by another session"
+    warnings.warn(f"{path}: {problem}; {where}, rebuilding it", CacheWarning, stacklevel=3)
     return aside

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from lvmcore.artifacts.predictions import eval_set_fingerprint
 from lvmcore.artifacts.training_data import TrainingData
 from lvmcore.blocks import update_digest
 from lvmcore.errors import exception_reason
-from lvmcore.files import CACHE_TEMP_MIN_AGE_S, CacheWarning, move_aside, remove_orphan_temps, write_atomic
+from lvmcore.files import CACHE_TEMP_MIN_AGE_S, remove_orphan_temps, set_aside, write_atomic
 from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, FixedResults, Found, QuerySet, fixed_results, search_depth
 
 CACHE_VERSION = 1
@@ -91,10 +90,7 @@ def cached_fixed_results(cache_dir: Path | None, payload: Payload, eval_set: Eva
             fixed.seconds["fixed_sets_from_cache"] = time.perf_counter() - clock
             return fixed, True
         except Exception as exc:  # a damaged cache file fails in whatever way its bytes do: rebuild it, never stop the run
-            aside = move_aside(path)
-            reason = exception_reason(exc, limit=160)
-            where = f"moved to {aside.name}" if aside else "already moved aside by another session"
-            warnings.warn(f"{path}: cached baseline results could not be read ({reason}); {where} and rebuilt", CacheWarning, stacklevel=2)
+            set_aside(path, f"cached baseline results could not be read ({exception_reason(exc, limit=160)})")
     fixed = fixed_results(payload, eval_set, training_data, ivf_index, nprobe, ridge_windows, seed)
     _save(path, fixed)
     return fixed, False

@@ -9,7 +9,6 @@ as search parameters: nothing here writes it onto an index that other callers sh
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -21,7 +20,7 @@ from lvmcore.artifacts.payload import Payload
 from lvmcore.blocks import ROW_BLOCK, gather_rows, iter_blocks
 from lvmcore.artifacts.validate import require_file
 from lvmcore.errors import ArtifactError
-from lvmcore.files import CACHE_TEMP_MIN_AGE_S, CacheWarning, move_aside, remove_orphan_temps, write_atomic
+from lvmcore.files import CACHE_TEMP_MIN_AGE_S, remove_orphan_temps, set_aside, write_atomic
 from lvmcore.progress import phase
 from lvmcore.sampling import sample_rows
 
@@ -124,9 +123,7 @@ def read_or_build_ivf(path: Path, vectors: np.ndarray, build: IVFBuild) -> tuple
         index, problem = read_cached_ivf(path, vectors, build)
         if index is not None:
             return index, True
-        aside = move_aside(path)
-        where = f"moved aside to {aside.name}" if aside else "already moved aside by another session"
-        warnings.warn(f"{path}: cached index {problem}; {where}, rebuilding it", CacheWarning, stacklevel=2)
+        set_aside(path, f"cached index {problem}")
     index = build_ivf(vectors, build)
     write_atomic(path, lambda out: write_index_to(index, out))
     return index, False
