@@ -469,6 +469,10 @@ INGEST_CASES = [
 ]
 
 
+def test_every_ingest_case_is_run(tmp_path: Path) -> None:
+    assert sorted(INGEST_CASES) == sorted(ingest_inputs(tmp_path))  # a case built but not listed would never run
+
+
 @pytest.mark.parametrize("case", INGEST_CASES)
 def test_ingest_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path, capsys, case: str) -> None:
     from lvmcore.ingest.__main__ import main as ingest_main
