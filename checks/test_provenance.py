@@ -6,7 +6,8 @@ import pytest
 
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
-from lvmcore.plumbing.provenance import IDENTITY_FIELDS, compare_payload_identity, disagreements, payload_identities, provenance_table
+from lvmcore.plumbing.identity import IDENTITY_FIELDS, compare_payload_identity, needs_sha256, payload_identity, recorded_identities
+from lvmcore.plumbing.provenance import disagreements, provenance_table
 
 pytestmark = pytest.mark.plumbing
 
@@ -35,21 +36,24 @@ def test_provenance_agrees_across_artifacts(provenance_sources: dict, record, th
 
 @pytest.mark.threshold("provenance_payload_hash_matches", minimum=1)
 def test_eval_and_training_data_name_this_payload(provenance_sources: dict, payload: Payload, threshold) -> None:
-    """The payload identity each artifact records (our content hash, or a sha256 of the payload file such as the
-    public pipeline's `payload_build_id`) must be this payload's."""
-    recorded = {name: src for name, src in provenance_sources.items() if name != "payload" and any(src.get(k) for k in IDENTITY_FIELDS)}
+    """The payload identity each artifact records (our content hash, a sha256 of the payload file, or a build id
+    `NAME@sha256:PREFIX` such as the public pipeline's `payload_build_id`) must be this payload's."""
+    recorded = {name: recorded_identities(src) for name, src in provenance_sources.items() if name != "payload"}
+    recorded = {name: identities for name, identities in recorded.items() if identities}
     if not recorded:
         pytest.skip(f"no payload identity ({', '.join(IDENTITY_FIELDS)}) recorded in the eval/training provenance")
-    kinds = {kind for src in recorded.values() for kind in IDENTITY_FIELDS if src.get(kind)}
-    comparison = compare_payload_identity(recorded, payload_identities(payload, kinds))
+    comparison = compare_payload_identity(recorded, payload_identity(payload, with_sha256=needs_sha256(recorded)))
     if comparison.compared == 0:
-        pytest.skip("; ".join(comparison.not_comparable) + f" ({payload.path}): pass the payload file they name, or a directory "
-                    "converted from it (`python -m lvmcore.artifacts.importers payload`, which records its source_sha256)")
+        hint = (f" ({payload.path}): pass the payload file they name, or a directory converted from it "
+                "(`python -m lvmcore.artifacts.importers payload`, which records its source_sha256)") if comparison.not_comparable else ""
+        pytest.skip("; ".join(comparison.unreadable + comparison.not_comparable) + hint)
     threshold.check(
         int(not comparison.wrong),
         cause=f"built from another payload than {payload.path}: " + "; ".join(comparison.wrong)
-        + (". If a recorded sha256 is of another file of the same bank (the pickled payload built from these source vectors), pass "
-           "that file (with --allow-pickle) or a directory converted from it" if any("payload_sha256" in w for w in comparison.wrong) else ""),
-        context=f"compared: {', '.join(comparison.matched + [w.split(' records ')[0] for w in comparison.wrong])}."
+        + (". If the recorded sha256 is of another file of the same bank (the pickled payload built from these source vectors), pass "
+           "that file (with --allow-pickle) or a directory converted from it; a build id written by hand, not computed from the "
+           "payload file, is wrong in the artifact itself" if any("sha256" in w for w in comparison.wrong) else ""),
+        context=f"compared: {'; '.join(comparison.matched + [w.split(' records ')[0] + ': differs' for w in comparison.wrong])}."
+        + (f" Unreadable: {'; '.join(comparison.unreadable)}." if comparison.unreadable else "")
         + (f" Not comparable: {'; '.join(comparison.not_comparable)}." if comparison.not_comparable else ""),
     )

@@ -5,6 +5,10 @@ unicode or object `provenance`, the pickled-dict payload `.npy`. `write_public_p
 healthy set in every layout from one smooth-walk bank (`tests/synthetic.py`), split by document;
 `write_row2_failure` writes its eval set with contexts through "another encoder" (a random
 rotation) and targets still payload vectors, in the same layout: FAILURE_MODES row 2.
+
+Provenance names the payload as their writers do, `payload_build_id: "<name>@sha256:<first 16 hex
+digits of the payload file's sha256>"`; `write_hardcoded_build_id` rewrites an eval file with the
+constant build id their eval builder writes, whose prefix is no payload's sha256.
 """
 
 from __future__ import annotations
@@ -25,8 +29,17 @@ CONTEXT_LENGTH = 5
 EVAL_LAYOUTS = ("sequences v1", "eval v3", "eval v2")
 
 
+BUILD_ID_DIGITS = 16  # their writers keep the first 16 hex digits of the sha256
+HARDCODED_BUILD_ID = "wikipedia_584k_payload@sha256:3f9c2e7a1b5d8c04"  # their eval builder's constant
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def build_id_of(path: Path) -> str:
+    """`<name>@sha256:<first 16 hex digits>`, the payload identity their writers record."""
+    return f"{Path(path).stem}@sha256:{sha256_of(path)[:BUILD_ID_DIGITS]}"
 
 
 def row_texts(keys: np.ndarray) -> tuple[list[str], list[str], list[str]]:
@@ -114,7 +127,7 @@ def write_public_pipeline(directory: Path, articles: int = 40, dim: int = 768, s
         "source_vectors": write_source_vectors(directory / "source_vectors.npz", vectors, keys),
         "payload_pickle": write_payload_pickle(directory / "payload.npy", vectors, keys),
     }
-    provenance = {"embedder_id": EMBEDDER_ID, "payload_build_id": sha256_of(paths["payload_pickle"]), "norm": "l2_once",
+    provenance = {"embedder_id": EMBEDDER_ID, "payload_build_id": build_id_of(paths["payload_pickle"]), "norm": "l2_once",
                   "context_length": CONTEXT_LENGTH}
     split = document_split(keys[:, 0], {"train": 0.7, "validation": 0.15, "eval": 0.15}, seed=seed)
     for name, part in (("train", "train"), ("val", "validation")):
@@ -153,3 +166,9 @@ def write_row2_failure(healthy: dict[str, Path], layout: str, out: Path) -> Path
     """Row 2 in the pipeline's own layout: contexts from another encoder, targets still payload vectors."""
     contexts, targets, truth_keys, provenance = read_eval_arrays(healthy[layout])
     return EVAL_WRITERS[layout](Path(out), another_encoder(contexts), targets, truth_keys, provenance)
+
+
+def write_hardcoded_build_id(healthy: dict[str, Path], layout: str, out: Path, build_id: object = HARDCODED_BUILD_ID) -> Path:
+    """Their eval builder's defect: the same rows, provenance naming the payload by a constant build id."""
+    contexts, targets, truth_keys, provenance = read_eval_arrays(healthy[layout])
+    return EVAL_WRITERS[layout](Path(out), contexts, targets, truth_keys, {**provenance, "payload_build_id": build_id})

@@ -20,6 +20,7 @@ from lvmcore.errors import ArtifactError
 
 from pipeline_layouts import (
     EVAL_LAYOUTS,
+    build_id_of,
     sha256_of,
     write_eval_v2,
     write_eval_v3,
@@ -86,11 +87,10 @@ def test_field_mapping_parses_and_refuses_unknown_names() -> None:
 
 
 def test_provenance_names_are_mapped_and_the_recorded_kept() -> None:
-    sha = "ab" * 32
-    mapped = canonical_provenance({"embedder_id": "gtr", "payload_build_id": sha.upper(), "norm": "l2_once"})
-    assert mapped["embedder"] == "gtr" and mapped["payload_sha256"] == sha and mapped["norm"] == "l2"
-    assert mapped["recorded"]["norm"] == "l2_once"
-    assert "payload_sha256" not in canonical_provenance({"payload_build_id": "build-7"})  # not a sha256: not comparable
+    build_id = "payload@sha256:" + "ab" * 8
+    mapped = canonical_provenance({"embedder_id": "gtr", "payload_build_id": build_id, "norm": "l2_once"})
+    assert mapped["embedder"] == "gtr" and mapped["payload_build_id"] == build_id and mapped["norm"] == "l2"
+    assert mapped["recorded"]["norm"] == "l2_once" and "payload_sha256" not in mapped  # identities: lvmcore.plumbing.identity
     assert canonical_provenance({"embedder": "ours", "embedder_id": "theirs"})["embedder"] == "ours"
 
 
@@ -229,7 +229,7 @@ def test_eval_layouts_read_with_widened_keys_and_mapped_provenance(public, layou
     rows = read_rows(public[layout], allow_pickle=True)
     assert rows.truth_keys.dtype == np.int64 and rows.contexts.dtype == np.float32 and rows.context_keys is None
     assert rows.provenance["embedder"] == "sentence-transformers/gtr-t5-base" and rows.provenance["norm"] == "l2"
-    assert rows.provenance["payload_sha256"] == sha256_of(public["payload_pickle"]) and rows.provenance["layout"] == layout
+    assert rows.provenance["payload_build_id"] == build_id_of(public["payload_pickle"]) and rows.provenance["layout"] == layout
 
 
 @pytest.mark.parametrize("layout", ["eval v3", "eval v2"])
@@ -313,5 +313,5 @@ def test_rows_converter_writes_our_layout(public, tmp_path) -> None:
     out = import_rows(public["eval v3"], tmp_path / "eval.npz", allow_pickle=True)
     with np.load(out) as archive:
         assert archive["truth_keys"].dtype == np.int64 and "context_keys" not in archive.files
-        assert json.loads(str(archive["provenance"]))["payload_sha256"] == sha256_of(public["payload_pickle"])
+        assert json.loads(str(archive["provenance"]))["payload_build_id"] == build_id_of(public["payload_pickle"])
     assert detect_layout("rows", npz_members(out)).name == "lvm-checks rows"

@@ -12,7 +12,18 @@ import pytest
 
 from conftest import REPO
 from lvmcore.artifacts.importers import PickleWarning, import_public_payload
-from pipeline_layouts import EVAL_FILES, EVAL_LAYOUTS, another_encoder, write_public_pipeline, write_row2_failure, write_sequences_v1
+from pipeline_layouts import (
+    EVAL_FILES,
+    EVAL_LAYOUTS,
+    HARDCODED_BUILD_ID,
+    another_encoder,
+    build_id_of,
+    sha256_of,
+    write_hardcoded_build_id,
+    write_public_pipeline,
+    write_row2_failure,
+    write_sequences_v1,
+)
 
 CHECKS = REPO / "checks"
 ROW2 = "*eval_context_aligned_fraction = 0.00%, required >= 100.00% (minimum). * keys recovered from the payload (the file has no context_keys): " \
@@ -45,7 +56,7 @@ def test_healthy_public_pipeline_passes_in_its_own_layouts(pytester, tmp_path, p
     assert outcomes["passed"] >= 28 and outcomes.get("skipped", 0) == 1
     result.stdout.fnmatch_lines([
         "*eval_context_aligned_fraction*100.00%*PASS*",  # measured on recovered keys, not skipped (the table is alphabetical)
-        "*provenance_payload_hash_matches*1*PASS*",  # payload_build_id = sha256 of payload.npy
+        "*provenance_payload_hash_matches*1*PASS*",  # payload_build_id "payload@sha256:<16 digits>" of payload.npy
         "*training_context_aligned_fraction*100.00%*PASS*",
         "*1 SKIPPED GUARD(S)*",
         "SKIPPED checks/test_payload.py::test_payload_manifest_hash_matches_content: *records no content_hash*",
@@ -63,6 +74,35 @@ def test_row2_failure_in_its_own_layout_fails_with_the_context_figure(pytester, 
     failed = {line.split("::")[-1].split(" ")[0] for line in result.stdout.lines if line.startswith("FAILED ")}
     assert failed == {"test_every_eval_context_vector_matches_payload", "test_context_keys_are_covered_by_payload"}, result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["SKIPPED checks/test_eval_alignment.py::test_context_keys_are_consecutive_within_one_document: *matched exactly 0.0%*"])
+
+
+@pytest.mark.parametrize("eval_layout", EVAL_LAYOUTS)
+def test_identity_check_passes_on_their_build_id_and_fails_on_their_hardcoded_one(pytester, tmp_path, public, eval_layout) -> None:
+    """Their writers record `payload@sha256:<first 16 hex digits>`: compared with payload.npy's sha256 it passes; their eval
+    builder's constant build id fails, naming both values and the digits compared."""
+    args = [*pipeline_args(public, eval_layout), "-k", "name_this_payload"]
+    result = run_checks(pytester, tmp_path, *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*provenance_payload_hash_matches*1*PASS*"])
+    broken = write_hardcoded_build_id(public, eval_layout, tmp_path / EVAL_FILES[eval_layout])
+    args[args.index("--eval-set") + 1] = str(broken)
+    result = run_checks(pytester, tmp_path, *args)
+    result.assert_outcomes(failed=1)
+    sha = sha256_of(public["payload_pickle"])
+    result.stdout.fnmatch_lines([f"*provenance_payload_hash_matches = 0*built from another payload*eval set records payload_build_id "
+                                 f"'{HARDCODED_BUILD_ID}' (a sha256 prefix, 16 hex digits), but the sha256 of payload.npy is {sha} "
+                                 f"(compared on the first 16 hex digits: {sha[:16]})*"])
+    assert build_id_of(public["payload_pickle"]) != HARDCODED_BUILD_ID
+
+
+def test_a_build_id_we_cannot_read_is_named_not_called_unrecorded(pytester, tmp_path, public) -> None:
+    broken = write_hardcoded_build_id(public, "eval v3", tmp_path / "eval_v3.npz", build_id="build-7")
+    args = [*pipeline_args(public, "eval v3"), "--train-data", "none", "-k", "name_this_payload"]
+    args[args.index("--eval-set") + 1] = str(broken)
+    result = run_checks(pytester, tmp_path, *args)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*eval set records payload_build_id 'build-7', a form we cannot read: not NAME@sha256:PREFIX*"])
+    assert "no payload identity" not in result.stdout.str()
 
 
 def test_training_contexts_from_another_encoder_in_sequences_v1_fail(pytester, tmp_path, public) -> None:
@@ -95,7 +135,8 @@ def test_source_vectors_as_the_payload_are_read_and_named_honestly(pytester, tmp
     result = run_checks(pytester, tmp_path, *pipeline_args(public, "sequences v1", payload="source_vectors"))
     failed = [line.split("::")[-1].split(" ")[0] for line in result.stdout.lines if line.startswith("FAILED ")]
     assert failed == ["test_eval_and_training_data_name_this_payload"], result.stdout.str()[-3000:]
-    result.stdout.fnmatch_lines(["*records payload_sha256*pass that file (with --allow-pickle) or a directory converted from it*"])
+    result.stdout.fnmatch_lines(["*records payload_build_id*(a sha256 prefix, 16 hex digits), but the sha256 of source_vectors.npz is *"
+                                 "pass that file (with --allow-pickle) or a directory converted from it*"])
 
 
 def test_converted_payload_passes_with_no_flag_and_no_skip(pytester, tmp_path, public) -> None:

@@ -12,13 +12,13 @@ unknown layout is read by mapping its names, `--field contexts=context_sequences
 the `lvm_fields` ini option; `--field provenance=` (empty) leaves an optional field out.
 
 Provenance field names differ between pipelines too: `canonical_provenance` maps the ones we know
-(`embedder_id` -> `embedder`, `payload_build_id` -> `payload_sha256` when it is a sha256, norm
-`l2_once` -> `l2`) and keeps what was recorded under `recorded`.
+(`embedder_id` -> `embedder`, norm `l2_once` -> `l2`) and keeps what was recorded under `recorded`.
+Payload identities (`payload_build_id` in any of its forms) are kept as recorded and read by
+`lvmcore/plumbing/identity.py`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,14 +196,13 @@ def missing_fields_problem(kind: str, resolved: Resolved, members: dict[str, Mem
 
 PROVENANCE_NAMES = {"embedder_id": "embedder", "vector_dim": "dim"}  # their name -> ours
 NORM_NAMES = {"l2_once": "l2"}
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def canonical_provenance(recorded: dict[str, Any]) -> dict[str, Any]:
     """Provenance in our field names; what the file recorded stays under `recorded` when anything was renamed.
 
-    `payload_build_id` becomes `payload_sha256` only when it is a sha256 (64 hex digits): that is a
-    payload identity we can compare with the payload file we were given. Our own names win over an alias.
+    Our own names win over an alias. Identity fields (`payload_build_id`, ...) keep their recorded names and
+    values: `lvmcore.plumbing.identity` reads each form they take.
     """
     out: dict[str, Any] = {}
     renamed = False
@@ -213,9 +212,6 @@ def canonical_provenance(recorded: dict[str, Any]) -> dict[str, Any]:
             out[ours], renamed = value, True
         else:
             out[name] = value
-    build_id = recorded.get("payload_build_id")
-    if "payload_sha256" not in recorded and isinstance(build_id, str) and SHA256.match(build_id.lower()):
-        out["payload_sha256"], renamed = build_id.lower(), True
     norm = out.get("norm")
     if isinstance(norm, str) and norm in NORM_NAMES:
         out["norm"], renamed = NORM_NAMES[norm], True
