@@ -147,6 +147,23 @@ def test_cli_reports_unreadable_input_in_one_line(tmp_path: Path, capsys: pytest
     assert err.startswith(f"error: {bad}: is not UTF-8 text") and "\n" not in err
 
 
+@pytest.mark.parametrize("options", [[], ["--benchmark", "4"], ["--encoder", "torch"]])
+def test_cli_refuses_a_split_without_windows_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, options: list[str]) -> None:
+    """A refusal the documents decide never waits for (or prints) a model load or a first-use ONNX export."""
+    from lvmcore.ingest import encoder
+    from lvmcore.ingest.__main__ import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the encoder was loaded before the input was judged")
+
+    monkeypatch.setattr(encoder, "load_tokenizer", no_model)  # every backend, and the benchmark, loads the tokenizer first
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("Only one short document.")
+    assert main(["--source", "folder", "--input", str(tmp_path / "docs"), "--out", str(tmp_path / "out"), "--no-progress", *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "give no window of 5 chunks" in err and "\n" not in err and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- encoder
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from lvmcore.artifacts.training_data import MAX_CONTEXT_LENGTH
 from lvmcore.errors import ArtifactError
-from lvmcore.ingest.build import DEFAULT_BUDGET_BYTES, build_bank, package_versions, prepare_documents, with_benchmark
+from lvmcore.ingest.build import DEFAULT_BUDGET_BYTES, build_bank, package_versions, prepare_documents, refuse_without_windows, with_benchmark
 from lvmcore.ingest.chunking import DEFAULT_CHUNK_CHARS
 from lvmcore.ingest.encoder import BACKENDS, TextEncoder
+from lvmcore.progress import LineProgress, listen
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -66,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         ordered, sources = prepare_documents(
             args.source, args.input, chunk_chars=args.chunk_chars, context_length=args.context, seed=args.seed, budget_bytes=int(args.budget_mib * 2**20)
         )
+        refuse_without_windows(ordered, args.context, args.seed)  # every refusal comes before a model loads (or is exported)
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop_listening = None if args.no_progress else listen(LineProgress(sys.stderr, prefix="ingest"))
+    try:
         recipe = {"command": "python -m lvmcore.ingest " + shlex.join(argv), "chunk_chars": args.chunk_chars, "split": "by article: train 0.8, validation 0.1, eval 0.1", "packages": package_versions()}
         if args.benchmark:
             recipe = with_benchmark(recipe, ordered, args.benchmark)
@@ -75,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if stop_listening is not None:
+            stop_listening()
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["throughput_chunks_per_s"] = recipe.get("throughput_chunks_per_s")
     print(json.dumps(summary, indent=1))

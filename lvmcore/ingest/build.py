@@ -94,6 +94,11 @@ def require_windows_in_every_split(ordered: Sequence[ChunkedDocument], keys: np.
         )
 
 
+def refuse_without_windows(ordered: Sequence[ChunkedDocument], context_length: int, seed: int) -> None:
+    """`require_windows_in_every_split` from the documents alone: the ingest CLI calls it before any model loads."""
+    require_windows_in_every_split(ordered, chunk_keys(ordered), document_split(np.arange(len(ordered)), SPLIT, seed), context_length)
+
+
 def estimate_bank_bytes(ordered: Sequence[ChunkedDocument], context_length: int, seed: int, eval_cap: int = EVAL_CAP, dim: int = DIM) -> int:
     """Bytes on disk of the bank these documents make (vectors, keys, texts, eval set), before encoding."""
     keys = chunk_keys(ordered)

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from lvmcore.progress import phase
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: the weights are in a package
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,6 +58,28 @@ def load_tokenizer():
     return AutoTokenizer.from_pretrained(str(model_dir()))
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' "Loading weights" bar, its log and the tracer's warnings while a model loads or exports.
+
+    Loading a packaged model and exporting it are expected work, not news: what a user sees of them is the
+    progress line (`lvmcore.progress`), and stderr stays free for errors. Restores the previous settings.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarning / UserWarning of torch.onnx on a graph that is checked against torch
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def mean_pooled_module(attn_implementation: str | None = None):
     """BertModel + mean pooling over real tokens + L2 normalisation, as one torch module."""
     import torch
@@ -71,7 +97,8 @@ def mean_pooled_module(attn_implementation: str | None = None):
             return torch.nn.functional.normalize(pooled, dim=-1)  # (B, D)
 
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    bert = AutoModel.from_pretrained(str(model_dir()), **kwargs)
+    with quiet_transformers():
+        bert = AutoModel.from_pretrained(str(model_dir()), **kwargs)
     return MeanPooledEncoder(bert).eval()
 
 
@@ -82,15 +109,28 @@ def onnx_model_path(cache_dir: Path) -> Path:
 
 
 def export_onnx(path: Path) -> Path:
-    """Export the mean-pooled encoder with torch.onnx (dynamic batch and length); atomic write."""
+    """Export the mean-pooled encoder with torch.onnx (dynamic batch and length); atomic write.
+
+    Done once per cache (first use, about 10 s): announced as a progress phase, quiet otherwise.
+    """
+    with phase(f"exporting the encoder to ONNX (first use, into {path.parent})", total=2) as step:
+        step(0)  # announce the start: the export is seconds of silence otherwise
+        module = mean_pooled_module(attn_implementation="eager")  # plain matmul attention traces to a clean graph
+        step()
+        trace_to_onnx(module, path)
+        step()
+    return path
+
+
+def trace_to_onnx(module, path: Path) -> None:
+    """torch.onnx's TorchScript exporter on two padded example sentences, written to a temp file then renamed."""
     import torch
 
-    module = mean_pooled_module(attn_implementation="eager")  # plain matmul attention traces to a clean graph
     tokens = load_tokenizer()(["an example sentence", "and a longer one to export with padding"], padding=True, return_tensors="pt")
     dynamic = {name: {0: "batch", 1: "tokens"} for name in INPUT_NAMES} | {"embedding": {0: "batch"}}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with torch.inference_mode():
+    with torch.inference_mode(), quiet_transformers():
         torch.onnx.export(
             module,
             tuple(tokens[name] for name in INPUT_NAMES),
@@ -102,7 +142,6 @@ def export_onnx(path: Path) -> Path:
             dynamo=False,
         )
     os.replace(partial, path)
-    return path
 
 
 class TextEncoder:
