@@ -7,7 +7,7 @@ and a function that rewrites one file in a scratch copy of a healthy workspace. 
     json    any value (at any path of the document) replaced by a value of another type or an
             absurd number, or deleted; the whole document replaced by a non-object
     arrays  an .npy or an .npz member of another dtype, rank or length, with NaN/inf, empty,
-            pickled (an object array), or missing
+            pickled (an object array), or missing; a JSON member's fields (`npz_json_faults`)
 `tests/test_faults.py` runs every loader and CLI on them.
 """
 
@@ -209,6 +209,21 @@ def npz_faults(members: dict[str, np.ndarray]) -> st.SearchStrategy[Fault]:
         st.sampled_from(names).map(dropped),
         st.sampled_from(names).map(not_npy),
     )
+
+
+def npz_json_faults(members: dict[str, np.ndarray], name: str) -> st.SearchStrategy[Fault]:
+    """Faults of the JSON document an .npz member holds as one string (a predictions file's `provenance`):
+    any field replaced by a value of another type or an absurd number, or deleted, the archive otherwise intact."""
+    document = json.loads(str(members[name].reshape(-1)[0]))
+
+    def dump(doc: Any) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for other, value in {**members, name: np.array(json.dumps(doc))}.items():
+                archive.writestr(f"{other}.npy", npy_bytes(value))
+        return out.getvalue()
+
+    return json_faults(document, dump)
 
 
 def npz_members_of(path: Path) -> dict[str, np.ndarray]:

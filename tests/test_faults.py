@@ -34,10 +34,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faults import Fault, byte_faults, json_faults, jsonl_dump, npy_bytes, npy_faults, npz_faults, npz_members_of, text_faults
+from faults import Fault, byte_faults, json_faults, jsonl_dump, npy_bytes, npy_faults, npz_faults, npz_json_faults, npz_members_of, text_faults
 from pipeline_layouts import write_public_pipeline
 from synthetic import write_healthy_bank
-from lvmcore.artifacts.checkpoint import save_checkpoint
+from lvmcore.artifacts.checkpoint import read_foreign_record, save_checkpoint
 from lvmcore.artifacts.history import read_history
 from lvmcore.artifacts.importers import main as importers_main
 from lvmcore.artifacts.layout_payload import read_layout_payload
@@ -75,7 +75,7 @@ class Workspace:
     bank: dict[str, Path]
     public: dict[str, Path]
     payload: Payload
-    files: dict[str, Path]  # checkpoint, predictions, history, index
+    files: dict[str, Path]  # checkpoint, foreign checkpoint, predictions, history, index, program
     checkpoint_content: dict[str, Any]
 
     def __repr__(self) -> str:
@@ -97,6 +97,17 @@ def checkpoint_content(dim: int) -> dict[str, Any]:
         "training_articles": [1, 2, 3], "validation_articles": [4], "negatives_per_positive": 15,
         "train_config": {"batch_size": 16, "accumulation": 1},
     }
+
+
+PREDICTIONS_PROVENANCE = {"embedder": "synthetic", "dim": DIM, "norm": "l2", "metric": "ip", "payload_hash": "abc",
+                          "payload_build_id": "payload@sha256:0123456789abcdef", "training_articles": [1, 2, 3]}
+
+
+def foreign_checkpoint_content(dim: int) -> dict[str, Any]:
+    """Another codebase's checkpoint dict, with the fields `read_foreign_record` reads."""
+    torch.manual_seed(0)
+    return {"epoch": 3, "global_step": 120, "model_state_dict": torch.nn.Linear(dim, dim).state_dict(), "val_cosine": 0.36,
+            "provenance": {"embedder": "synthetic", "dim": dim, "payload_hash": "abc"}, "training_articles": [1, 2, 3]}
 
 
 def history_document() -> dict[str, Any]:
@@ -133,11 +144,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     content = checkpoint_content(DIM)
     files = {
         "checkpoint": save_checkpoint(root / "epoch_002.pt", content),
-        "predictions": write_predictions(root / "predictions.npz", eval_set, eval_set.targets.copy()),
+        "predictions": write_predictions(root / "predictions.npz", eval_set, eval_set.targets.copy(), train_predictions=eval_set.targets[:4].copy(),
+                                         train_rows=np.arange(4), provenance=PREDICTIONS_PROVENANCE),
+        "foreign checkpoint": root / "foreign.pt",
         "history": root / "history.json",
         "index": root / "index.faiss",
     }
     files["history"].write_text(json.dumps(history_document()))
+    torch.save(foreign_checkpoint_content(DIM), files["foreign checkpoint"])
     files["program"] = exported_program(root / "model.pt2", eval_set.contexts[:4])
     index = faiss.IndexFlatIP(DIM)
     index.add(np.ascontiguousarray(payload.vectors))
@@ -190,6 +204,23 @@ def npz_file(path: Path) -> st.SearchStrategy[Fault]:
     return st.one_of(binary(path), npz_faults(npz_members_of(path)))
 
 
+def predictions_provenance(path: Path) -> st.SearchStrategy[Fault]:
+    return npz_json_faults(npz_members_of(path), "provenance")
+
+
+def foreign_checkpoint(path: Path) -> st.SearchStrategy[Fault]:
+    """Bytes of the file, or any field but the weights of any type (or deleted), saved as another codebase saves it."""
+    content = foreign_checkpoint_content(DIM)
+    record = {k: v for k, v in content.items() if k != "model_state_dict"}
+
+    def saved(doc: Any) -> bytes:
+        out = io.BytesIO()
+        torch.save({**doc, "model_state_dict": content["model_state_dict"]} if isinstance(doc, dict) else doc, out)
+        return out.getvalue()
+
+    return st.one_of(binary(path), json_faults(record, saved))
+
+
 def checkpoint_faults(content: dict[str, Any]) -> Callable[[Path], st.SearchStrategy[Fault]]:
     """Bytes of the file, any non-tensor field (model_config included) of any type, a weight dropped, reshaped or NaN."""
     record = {k: v for k, v in content.items() if k != "model_state"}
@@ -235,6 +266,8 @@ TARGETS = [
     Target("eval v2", lambda w: w.public["eval v2"], None, lambda p, w: read_rows(p, allow_pickle=True, check_finite=False), npz_file),
     Target("checkpoint", lambda w: w.files["checkpoint"], None, lambda p, w: from_checkpoint(p, DIM), None),  # faults from the workspace
     Target("predictions", lambda w: w.files["predictions"], None, lambda p, w: from_predictions(p, w.eval_set), npz_file),
+    Target("predictions provenance", lambda w: w.files["predictions"], None, lambda p, w: from_predictions(p, w.eval_set), predictions_provenance),
+    Target("foreign checkpoint record", lambda w: w.files["foreign checkpoint"], None, lambda p, w: read_foreign_record(p), foreign_checkpoint),
     Target("history.json (gate)", lambda w: w.files["history"], None, lambda p, w: read_history(p), json_file),
     Target("history.json (resume)", lambda w: w.files["history"], None, lambda p, w: read_history(p, complete=True), json_file),
     Target("FAISS index", lambda w: w.files["index"], None, lambda p, w: load_index(p, expected_dim=DIM), binary),

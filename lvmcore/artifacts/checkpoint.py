@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lvmcore.errors import ArtifactError, exception_reason
-from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
+from lvmcore.artifacts.validate import require_article_ids, require_file, require_int, require_number, require_object, require_provenance, shown
 from lvmcore.files import write_atomic
 
 CHECKPOINT_FORMAT = "lvm-checkpoint/1"
@@ -162,16 +162,25 @@ def read_foreign_record(path: str | Path) -> CheckpointRecord:
     """What a checkpoint of another codebase says about itself (epoch, val_* figures), read without running code.
 
     Used with `--model-adapter`: the adapter rebuilds the model; this keeps the facts for the report.
-    A file that cannot be read safely gives a record with only its path.
+    A file that cannot be read safely gives a record with only its path. Each field read (epoch,
+    step or global_step, provenance, training_articles) must be of its type when present: a
+    malformed one is one `ArtifactError` line, never a record that silently drops it. null: not recorded.
     """
     path = Path(path)
+    require_file(path, "checkpoint")  # missing, a directory, a FIFO torch.load would wait on: each named
     content = peek(path)
-    epoch, step = content.get("epoch"), content.get("step", content.get("global_step"))
+
+    def count(name: str) -> int | None:
+        value = content.get(name)
+        return None if value is None else require_int(path, name, value, minimum=0)
+
+    step = count("step") if content.get("step") is not None else count("global_step")
     metrics = {k: v for k, v in content.items() if isinstance(k, str) and k.startswith(("val_", "train_")) and isinstance(v, (int, float))}
+    provenance = {} if content.get("provenance") is None else require_provenance(path, "provenance", content["provenance"])
+    articles = content.get("training_articles")
     return CheckpointRecord(
-        path=path, model_config={}, epoch=epoch if isinstance(epoch, int) else None, step=step if isinstance(step, int) else None,
-        metrics=metrics, provenance=dict(content.get("provenance", {})) if isinstance(content.get("provenance"), dict) else {},
-        training_articles=[int(a) for a in content.get("training_articles", [])] if isinstance(content.get("training_articles"), list) else [],
+        path=path, model_config={}, epoch=count("epoch"), step=step, metrics=metrics, provenance=provenance,
+        training_articles=[] if articles is None else require_article_ids(path, "training_articles", articles),
     )
 
 
@@ -269,15 +278,10 @@ def record_fields(path: Path, content: dict[str, Any]) -> dict[str, Any]:
     """The record's fields of a checkpoint dict, each of its type (an epoch is an integer, metrics an object)."""
 
     def ids(name: str) -> list[int]:
-        value = content.get(name, [])
-        if not isinstance(value, list):
-            raise ArtifactError(path, f"{name} is {shown(value)}, expected a list of article ids")
-        return [require_int(path, f"{name}[{i}]", a, minimum=0) for i, a in enumerate(value)]
+        return require_article_ids(path, name, content.get(name, []))
 
     negatives = content.get("negatives_per_positive")
-    provenance = dict(require_object(path, "provenance", content.get("provenance", {})))
-    if provenance.get("dim") is not None:
-        require_int(path, "provenance.dim", provenance["dim"], minimum=1)
+    provenance = require_provenance(path, "provenance", content.get("provenance", {}))
     return dict(
         epoch=require_int(path, "epoch", content.get("epoch", 0), minimum=0),
         step=require_int(path, "step", content.get("step", 0), minimum=0),

@@ -162,6 +162,47 @@ def require_rows(path: Path, name: str, array: np.ndarray, what: str) -> None:
         raise ArtifactError(path, f"'{name}' has 0 rows (shape {array.shape}): {what}")
 
 
+# ---- what a model's files record about its training ---------------------------------------------
+
+PROVENANCE_STRINGS = ("embedder", "norm", "metric", "payload_hash", "payload_sha256", "payload_build_id")
+
+
+def require_article_ids(path: Path | None, name: str, value: Any) -> list[int]:
+    """A list of article indices (the payload keys' first column), as `training_articles` records them.
+
+    The leakage gate intersects them with the eval set's articles: a document id, a number or null in
+    their place would make that gate silently wrong, so each is one line naming the first bad item.
+    """
+    if not isinstance(value, (list, tuple)):
+        raise ArtifactError(path, f"{name} is {shown(value)} ({type(value).__name__}), expected a list of article indices (integers)")
+    ids = []
+    for i, item in enumerate(value):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)) or not 0 <= item < 2**31:
+            what = "a document id? " if isinstance(item, str) else ""
+            raise ArtifactError(path, f"{name}[{i}] is {shown(item)} ({type(item).__name__}): {what}expected an article index, an integer "
+                                      "in [0, 2**31) as in the payload's keys")
+        ids.append(int(item))
+    return ids
+
+
+def require_provenance(path: Path | None, name: str, value: Any) -> dict[str, Any]:
+    """A recorded provenance object whose fields the gates read are each of their type (others kept as they are).
+
+    embedder, norm, metric and the payload identities are strings, dim a positive integer, and
+    training_articles / validation_articles lists of article indices; null is "not recorded".
+    """
+    provenance = dict(require_object(path, name, value))
+    for field in PROVENANCE_STRINGS:
+        if provenance.get(field) is not None:
+            require_str(path, f"{name}.{field}", provenance[field])
+    if provenance.get("dim") is not None:
+        require_int(path, f"{name}.dim", provenance["dim"], minimum=1)
+    for field in ("training_articles", "validation_articles"):
+        if field in provenance:
+            provenance[field] = require_article_ids(path, f"{name}.{field}", provenance[field])
+    return provenance
+
+
 # ---- .npy headers ---------------------------------------------------------------------------------
 
 # What numpy's header parser (struct, then ast.literal_eval of a Python literal) raises on bytes that are
