@@ -1,4 +1,4 @@
-"""Options and fixtures for the project's own tests."""
+"""Options and fixtures for the project's own tests; every cache they touch is a temporary folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from fixtures import DEFAULT_DATA
+from session_caches import route_caches
+
+CACHE_ROOT = route_caches()  # at import, before any test (or a library it imports) reads a cache variable
 
 pytest_plugins = ["pytester"]
 
