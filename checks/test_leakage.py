@@ -8,7 +8,7 @@ import pytest
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.ivf import index_search
 from lvmcore.plumbing.key_recovery import ContextKeys
-from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_fraction
+from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_rows, split_by_key
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
 
@@ -23,12 +23,17 @@ def eval_keys(eval_set: EvalSet, context_keys: ContextKeys) -> np.ndarray:
     return np.concatenate([eval_set.truth_keys, keys])
 
 
+def training_context_keys(training_data: TrainingData) -> np.ndarray:
+    """Every training context key; recovered ones only where the vector matched a payload row exactly."""
+    keys = training_data.context_keys.reshape(-1, 2)
+    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
+        keys = keys[training_data.recovered_context_keys.recovery.exact]
+    return keys
+
+
 @pytest.fixture(scope="session")
 def leakage(training_data: TrainingData, eval_set: EvalSet, eval_context_keys: ContextKeys):
-    train_context_keys = training_data.context_keys.reshape(-1, 2)
-    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
-        train_context_keys = train_context_keys[training_data.recovered_context_keys.recovery.exact]
-    return key_leakage(train_context_keys, training_data.truth_keys, eval_keys(eval_set, eval_context_keys))
+    return key_leakage(training_context_keys(training_data), training_data.truth_keys, eval_keys(eval_set, eval_context_keys))
 
 
 @pytest.mark.threshold("eval_article_overlap", minimum=0.0, above=False, percent=True)
@@ -45,7 +50,8 @@ def test_no_eval_chunk_is_a_training_chunk(leakage, threshold) -> None:
 
 @pytest.mark.threshold("eval_near_duplicate_fraction", minimum=0.0, above=False, percent=True)
 def test_no_eval_target_has_a_near_duplicate_in_training(training_data: TrainingData, eval_set: EvalSet, payload: Payload, plumbing_index, nprobe: int, record, threshold) -> None:
-    """Eval targets with a training vector at cosine >= 0.995: the same text under another key.
+    """Eval targets with a training vector at cosine >= 0.995: the eval chunk itself trained on (its key is a training
+    key), or the same text under another key; the message counts each.
 
     Training windows read from the payload are searched in the payload: through the index when one
     is given (`--index`, `--build-index`), else exactly (no index is built for this alone).
@@ -55,12 +61,18 @@ def test_no_eval_target_has_a_near_duplicate_in_training(training_data: Training
         training_rows[np.unique(training_data.context_rows)] = True
         training_rows[np.unique(training_data.target_rows)] = True
         search = None if plumbing_index is None else (lambda queries, k: index_search(plumbing_index, queries, k, nprobe))  # noqa: E731  (None: exact)
-        fraction, saturated = near_duplicate_fraction(eval_set.targets, payload.vectors, bank_is_training=training_rows, search=search)
+        rows, saturated = near_duplicate_rows(eval_set.targets, payload.vectors, bank_is_training=training_rows, search=search)
     else:
         bank = np.concatenate([training_data.targets, training_data.contexts.reshape(-1, training_data.contexts.shape[-1])])
-        fraction, saturated = near_duplicate_fraction(eval_set.targets, bank)
+        rows, saturated = near_duplicate_rows(eval_set.targets, bank)
     if saturated:
         record("near_duplicate_search_saturated", 1, details={"note": "some queries had more non-training near-duplicates than k"})
-    threshold.check(fraction,
-                    cause=f"eval targets repeated (cos >= {NEAR_DUPLICATE_COSINE}) in training data under other keys: duplicated "
-                    "documents or boilerplate across the split (row 5)")
+    found = split_by_key(rows, eval_set.truth_keys, np.concatenate([training_data.truth_keys.reshape(-1, 2), training_context_keys(training_data)]))
+    parts = []
+    if found.same_key:
+        parts.append(f"{found.same_key} under the same key: the eval chunk itself is in the training data (a split over windows, "
+                     "not documents; see eval_chunk_key_overlap)")
+    if found.other_keys:
+        parts.append(f"{found.other_keys} under other keys: duplicated documents or boilerplate across the split")
+    threshold.check(found.fraction,
+                    cause=f"eval targets repeated (cos >= {NEAR_DUPLICATE_COSINE}) in training data: " + "; ".join(parts) + " (row 5)")

@@ -9,7 +9,7 @@ import numpy as np
 from typing import Callable
 
 from lvmcore.search.exact import exact_search
-from lvmcore.keys import key_overlap, value_overlap
+from lvmcore.keys import KeyIndex, key_overlap, value_overlap
 
 Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, rows)
 
@@ -42,7 +42,20 @@ def near_duplicate_fraction(
     k: int = 16,
     search: Search | None = None,
 ) -> tuple[float, bool]:
-    """Fraction of eval vectors with a training vector at cosine >= threshold (vectors unit norm).
+    """Fraction of eval vectors with a training vector at cosine >= threshold; see `near_duplicate_rows`."""
+    leaked, saturated = near_duplicate_rows(eval_vectors, bank, bank_is_training, threshold, k, search)
+    return (float(leaked.mean()) if len(leaked) else 0.0), saturated
+
+
+def near_duplicate_rows(
+    eval_vectors: np.ndarray,
+    bank: np.ndarray,
+    bank_is_training: np.ndarray | None = None,
+    threshold: float = NEAR_DUPLICATE_COSINE,
+    k: int = 16,
+    search: Search | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Which eval vectors (M,) bool have a training vector at cosine >= threshold (vectors unit norm).
 
     bank: training vectors, or the whole payload with `bank_is_training` marking training rows (the
     eval vector's own payload row is then not training, so it cannot count). Rows at cosine >= the
@@ -52,7 +65,7 @@ def near_duplicate_fraction(
     cheaper and loses nothing that matters here: vectors at cosine >= 0.995 share their nearest list.
     """
     if len(eval_vectors) == 0 or len(bank) == 0:
-        return 0.0, False
+        return np.zeros(len(eval_vectors), dtype=bool), False
     scores, rows = search(eval_vectors, k) if search is not None else exact_search(bank, eval_vectors, k)
     close = scores >= threshold
     if bank_is_training is not None:
@@ -62,4 +75,32 @@ def near_duplicate_fraction(
     else:
         leaked = close.any(axis=1)
         saturated = False
-    return float(leaked.mean()), saturated
+    return leaked, saturated
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """Eval targets with a near-duplicate in training, split by whether the target's own key is a training key."""
+
+    rows: np.ndarray  # (M,) bool: a training vector at cosine >= the threshold
+    own_key_trained: np.ndarray  # (M,) bool: the eval target's key is itself among the training keys
+
+    @property
+    def fraction(self) -> float:
+        return float(self.rows.mean()) if len(self.rows) else 0.0
+
+    @property
+    def same_key(self) -> int:
+        """Near-duplicates that are the eval chunk itself, trained on: chunk-key leakage seen by its vector."""
+        return int((self.rows & self.own_key_trained).sum())
+
+    @property
+    def other_keys(self) -> int:
+        """Near-duplicates under another key: the same text in another document (duplicates, boilerplate)."""
+        return int((self.rows & ~self.own_key_trained).sum())
+
+
+def split_by_key(rows: np.ndarray, eval_keys: np.ndarray, training_keys: np.ndarray) -> NearDuplicates:
+    """`near_duplicate_rows`' answer with each eval key (M, 2) looked up among the training keys (T, 2)."""
+    trained = KeyIndex.from_keys(np.asarray(training_keys).reshape(-1, 2)).contains(np.asarray(eval_keys).reshape(-1, 2))
+    return NearDuplicates(np.asarray(rows, dtype=bool), trained)
