@@ -25,6 +25,7 @@ CACHE_VARIABLES = {
     "XDG_CACHE_HOME": "xdg-cache",
 }
 ROOT_VARIABLE = "LVM_TEST_CACHE_ROOT"  # set by the process that made the root; its workers reuse it
+ROOT_PREFIX = "lvm-checks-test-caches-"
 
 
 def route_caches() -> Path:
@@ -36,7 +37,7 @@ def route_caches() -> Path:
     if os.environ.get("PYTEST_XDIST_WORKER") and inherited and Path(inherited).is_dir():
         root = Path(inherited)
     else:
-        root = Path(tempfile.mkdtemp(prefix="lvm-checks-test-caches-"))
+        root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         os.environ[ROOT_VARIABLE] = str(root)
     for variable, folder in CACHE_VARIABLES.items():

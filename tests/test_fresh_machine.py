@@ -20,14 +20,14 @@ from lvmcore.artifacts.windows import document_split
 from lvmcore.ingest import encoder
 from lvmcore.ingest.build import SPLIT
 from lvmcore.search import ivf
-from session_caches import CACHE_VARIABLES, ROOT_VARIABLE
+from session_caches import CACHE_VARIABLES, ROOT_PREFIX, ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_cache_of_the_session_is_a_temporary_folder() -> None:
     root = Path(os.environ[ROOT_VARIABLE])
-    assert not root.is_relative_to(Path.home()), f"the test caches' root {root} is inside the home directory"
+    assert root.is_dir() and root.name.startswith(ROOT_PREFIX) and not root.is_relative_to(Path.home() / ".cache"), root
     for variable, folder in CACHE_VARIABLES.items():
         assert Path(os.environ[variable]) == root / folder, f"{variable}={os.environ[variable]} is not the session's {root / folder}"
     assert encoder.default_cache_dir().is_relative_to(root) and ivf.default_cache_dir().is_relative_to(root)
