@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lvmcore.artifacts.evalset import EvalSet
-from lvmcore.gate.decision import R_AT_5_LEVELS, eval_rows_needed
+from lvmcore.gate.levels import R_AT_5_LEVELS, eval_rows_needed
 
 pytestmark = pytest.mark.plumbing
 

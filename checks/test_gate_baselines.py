@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("r_at_5_over_best_baseline_lower95", minimum=0.0, strict=True, percent=True)
+@pytest.mark.threshold("r_at_5_over_best_baseline_lower95", **GATE_LEVELS["r_at_5_over_best_baseline_lower95"].marker())
 def test_model_beats_best_baseline_r_at_5(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """Lower bound of the paired 95% interval of (model - best baseline) R@5 over the same eval rows, raw view."""
     comparison = gate_evaluation.comparisons["raw"]
@@ -26,7 +28,7 @@ def test_model_beats_best_baseline_r_at_5(checkpoint_path, gate_evaluation: Gate
     )
 
 
-@pytest.mark.threshold("context_excluded_r_at_5_over_best_baseline_lower95", minimum=0.0, strict=True, percent=True)
+@pytest.mark.threshold("context_excluded_r_at_5_over_best_baseline_lower95", **GATE_LEVELS["context_excluded_r_at_5_over_best_baseline_lower95"].marker())
 def test_model_beats_best_baseline_with_context_excluded(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """The same paired comparison with each query's own context chunks removed from its candidates.
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import pytest
 
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("train_minus_eval_r_at_5", minimum=0.20, good=0.10, strong=0.05, above=False, percent=True)
+@pytest.mark.threshold("train_minus_eval_r_at_5", **GATE_LEVELS["train_minus_eval_r_at_5"].marker())
 def test_generalization_gap_r_at_5(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     if gate_evaluation.train is None:
         pytest.skip("no predictions on training windows: no training data given (--train-data none), or a --predictions file "

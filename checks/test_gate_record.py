@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import pytest
 
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.gate.evaluate import GateEvaluation
 from lvmcore.gate.record_checks import RecordFindings
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("checkpoint_provenance_disagreements", minimum=0, above=False)
+@pytest.mark.threshold("checkpoint_provenance_disagreements", **GATE_LEVELS["checkpoint_provenance_disagreements"].marker())
 def test_checkpoint_provenance_matches_payload_and_eval_set(checkpoint_path, checkpoint_findings: RecordFindings, record, threshold) -> None:
     """embedder, dim, norm, metric and payload hash recorded by the checkpoint vs the payload manifest and eval provenance."""
     problems, compared = checkpoint_findings.provenance_problems, checkpoint_findings.provenance_fields_compared
@@ -30,7 +32,7 @@ def test_checkpoint_provenance_matches_payload_and_eval_set(checkpoint_path, che
     )
 
 
-@pytest.mark.threshold("checkpoint_eval_article_overlap", minimum=0, above=False)
+@pytest.mark.threshold("checkpoint_eval_article_overlap", **GATE_LEVELS["checkpoint_eval_article_overlap"].marker())
 def test_checkpoint_training_articles_exclude_eval_articles(checkpoint_path, checkpoint_findings: RecordFindings, record, threshold) -> None:
     """Eval articles among the training articles the checkpoint records: any is leakage (row 5)."""
     leakage = checkpoint_findings.leakage
@@ -45,7 +47,7 @@ def test_checkpoint_training_articles_exclude_eval_articles(checkpoint_path, che
     )
 
 
-@pytest.mark.threshold("nonfinite_weights", minimum=0, above=False)
+@pytest.mark.threshold("nonfinite_weights", **GATE_LEVELS["nonfinite_weights"].marker())
 def test_checkpoint_weights_are_finite(checkpoint_path, checkpoint_nonfinite_weights: int | None, threshold) -> None:
     if checkpoint_nonfinite_weights is None:
         pytest.skip("the model is not a torch module whose weights can be read (predictions file or exported program)")
@@ -55,7 +57,7 @@ def test_checkpoint_weights_are_finite(checkpoint_path, checkpoint_nonfinite_wei
     )
 
 
-@pytest.mark.threshold("nonfinite_predictions", minimum=0, above=False)
+@pytest.mark.threshold("nonfinite_predictions", **GATE_LEVELS["nonfinite_predictions"].marker())
 def test_predictions_are_finite(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     threshold.check(
         gate_evaluation.nonfinite_predictions,

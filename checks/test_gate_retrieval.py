@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate.decision import R_AT_5_LEVELS
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.gate.evaluate import GateEvaluation
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("r_at_5", **R_AT_5_LEVELS, strict=True, percent=True)  # minimum 0, good 5%, strong 10%; the eval-size check and the decision read the same levels
+@pytest.mark.threshold("r_at_5", **GATE_LEVELS["r_at_5"].marker())
 def test_model_retrieves_next_chunk_r_at_5(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """R@5 of exact search over the whole payload: the truth key among the top 5."""
     exact = gate_evaluation.model.exact
@@ -47,7 +48,7 @@ def test_retrieval_figures_recorded(checkpoint_path, gate_evaluation: GateEvalua
            ivf_curve=model.recall_curve(ivf=True), nprobe=gate_evaluation.nprobe)
 
 
-@pytest.mark.threshold("ivf_exact_agreement", minimum=0.80, good=0.90, strong=0.97, percent=True)
+@pytest.mark.threshold("ivf_exact_agreement", **GATE_LEVELS["ivf_exact_agreement"].marker())
 def test_ivf_finds_what_exact_search_finds(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """Of the eval rows whose truth exact search puts in its top 50, the share the IVF index also finds."""
     model = gate_evaluation.model
@@ -61,15 +62,3 @@ def test_ivf_finds_what_exact_search_finds(checkpoint_path, gate_evaluation: Gat
         context=f"IVF R@5 {100 * model.ivf.r_at_5:.2f}% vs exact R@5 {100 * model.exact.r_at_5:.2f}%.",
         details={"ivf_r_at_5": model.ivf.r_at_5, "exact_r_at_5": model.exact.r_at_5, "nprobe": gate_evaluation.nprobe},
     )
-
-
-def test_oracle_recall_exact_and_ivf_recorded(checkpoint_path, gate_evaluation: GateEvaluation, record) -> None:
-    """The truth targets as queries (an upper bound, NOT a baseline: row 12), duplicate-aware, exact and IVF."""
-    oracle = gate_evaluation.oracle
-    assert oracle.exact.r_at_1 > 0.5, (
-        f"oracle R@1 {100 * oracle.exact.r_at_1:.2f}% on exact search: eval targets are not payload vectors of their truth keys (run the plumbing checks)"
-    )
-    record("oracle_exact_r_at_1", oracle.exact.r_at_1, shown=f"{100 * oracle.exact.r_at_1:.2f}%")
-    if oracle.ivf is not None:
-        record("oracle_ivf_r_at_1", oracle.ivf.r_at_1, shown=f"{100 * oracle.ivf.r_at_1:.2f}%",
-               note="IVF-Flat always probes the query's own list, so oracle IVF recall cannot reveal a too-small nprobe; ivf_exact_agreement on model queries does")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.gate.evaluate import HIST_BINS, GateEvaluation
 
 pytestmark = pytest.mark.gate
 
 
-@pytest.mark.threshold("separation_delta", minimum=0.05, good=0.10, strong=0.15, strict=True)
+@pytest.mark.threshold("separation_delta", **GATE_LEVELS["separation_delta"].marker())
 def test_separation_delta_on_held_out_eval_set(checkpoint_path, gate_evaluation: GateEvaluation, threshold) -> None:
     """delta = mean cos(pred_i, target_i) - mean cos(pred_i, target_j), j != i, over eval rows."""
     sep = gate_evaluation.separation

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lvmcore.gate.levels import GATE_LEVELS
+
 from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory
 from lvmcore.training.loss import expected_negatives_per_positive
@@ -36,7 +38,7 @@ def require(record: CheckpointRecord, what: str, present: dict[str, bool]) -> No
         pytest.skip(f"{record.history_path}: the {what} gate needs {', '.join(missing)} (see TRAINING_RECORD_KEYS in lvmcore/artifacts/history.py); this record has none of it to check")
 
 
-@pytest.mark.threshold("negatives_per_positive_over_batch", minimum=0)
+@pytest.mark.threshold("negatives_per_positive_over_batch", **GATE_LEVELS["negatives_per_positive_over_batch"].marker())
 def test_negatives_per_positive_recorded(checkpoint_path, checkpoint_record: CheckpointRecord, training_history: TrainingHistory, threshold) -> None:
     """Checkpoint and history agree on the negatives each positive saw, and it is at least batch-1."""
     last = rows_seen(training_history, checkpoint_record)[-1]
@@ -58,7 +60,7 @@ def test_negatives_per_positive_recorded(checkpoint_path, checkpoint_record: Che
     )
 
 
-@pytest.mark.threshold("negatives_shortfall_vs_configured_loss", minimum=0, above=False)
+@pytest.mark.threshold("negatives_shortfall_vs_configured_loss", **GATE_LEVELS["negatives_shortfall_vs_configured_loss"].marker())
 def test_negatives_match_effective_batch(checkpoint_path, checkpoint_record: CheckpointRecord, training_history: TrainingHistory, threshold) -> None:
     """Negatives the configured loss guarantees every positive minus those recorded: 0 or less when it scored what it claims.
 
@@ -88,7 +90,7 @@ def test_negatives_match_effective_batch(checkpoint_path, checkpoint_record: Che
     )
 
 
-@pytest.mark.threshold("lr_trace_max_relative_error", minimum=1e-6, above=False)
+@pytest.mark.threshold("lr_trace_max_relative_error", **GATE_LEVELS["lr_trace_max_relative_error"].marker())
 def test_learning_rate_follows_schedule_per_step(checkpoint_path, checkpoint_record: CheckpointRecord, training_history: TrainingHistory, threshold) -> None:
     """Every [step, lr] pair in history equals lr_at(step, config), and the LR is not constant."""
     rows = rows_seen(training_history, checkpoint_record)

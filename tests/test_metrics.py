@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from lvmcore.gate import baselines
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.gate.evaluate import evaluate
+from lvmcore.gate.inputs import measure_inputs
+from lvmcore.plumbing.key_recovery import ContextKeys
 from lvmcore.search.exact import exact_search
 from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.gate.metrics import (
@@ -212,7 +214,7 @@ def test_evaluate_with_numpy_models(tmp_path) -> None:
     assert copy.model.exact.r_at_5 <= copy.best_baseline.exact.r_at_5
     assert set(good.baselines) == {"copy_last", "mean_context", "ridge"}
     assert good.train is not None and good.generalization["r_at_5_gap"] == pytest.approx(0.0, abs=0.05)
-    metrics = good.gate_metrics()
+    metrics = good.gate_metrics(measure_inputs(payload, eval_set, ContextKeys(eval_set.context_keys), training))
     assert metrics.r_at_5 == 1.0 and metrics.offset_peak == 1
     # the model's own pass holds the model and training sample; the 3 baselines and the oracle are searched once, apart (cacheable)
     assert good.searched == {"exact_queries": eval_set.count + good.train.exact.count, "encoded_queries": 0, "ivf_queries": eval_set.count,

@@ -6,17 +6,13 @@ import json
 
 import numpy as np
 
+from decision_cases import healthy
 from lvmcore.gate.decision import GateMetrics, decide
+from lvmcore.gate.levels import resolve
 from lvmcore.gate.evaluate import HIST_BINS
 from lvmcore.gate.report import GateFigures, decision_of, write_report
 
-METRICS = GateMetrics(
-    r_at_5=0.02, r_at_1=0.01, delta=0.2, ivf_r_at_5=0.02, ivf_agreement=1.0,
-    best_baseline="copy_last", best_baseline_r_at_5=0.01, copy_last_r_at_5=0.01, echo_rate=0.1, offset_peak=1,
-    r_at_5_low=0.01, r_at_5_high=0.04, beats_low=0.002, beats_high=0.02, excluded_r_at_5=0.03, excluded_best_baseline="copy_last",
-    excluded_beats_low=0.004, excluded_beats_high=0.03, model_kind="predictor", nonfinite_predictions=0, eval_rows=421, rows_needed=153,
-    provenance_mismatch=None, leaked_eval_articles=None,
-).as_dict()
+METRICS = healthy(r_at_5=0.02, r_at_5_low=0.01, r_at_5_high=0.04, ivf_r_at_5=0.02).as_dict()
 
 
 def row(check, status="info", measured=None, **details):
@@ -48,7 +44,7 @@ def gate_report(tmp_path, with_decision=True):
             seconds={"exact_search": 0.5}, checkpoint={"epoch": 2, "step": 4, "metrics": {"val_cosine": 0.4}}).as_dict()),
     ]
     if with_decision:
-        d = decide(GateMetrics(**METRICS))
+        d = decide(GateMetrics(**METRICS), resolve("good"))
         records.append(row("decision", "info", None, action=d.action, reason=d.reason))
     return {"format": "lvm-report/1", "subject": "epoch_001", "run": "t", "records": records, "outcomes": {"checks/x.py::r_at_5": "failed"}}
 
@@ -65,9 +61,30 @@ def test_report_markdown_plots_and_decision(tmp_path) -> None:
         assert f"]({name})" in text
 
 
-def test_decision_computed_from_metrics_when_test_decision_did_not_record(tmp_path) -> None:
+def test_no_decision_is_guessed_when_test_decision_did_not_record(tmp_path) -> None:
+    """Without test_decision's record the run's levels are unknown: the report says so instead of deciding at default levels."""
     report = gate_report(tmp_path, with_decision=False)
-    assert decision_of(report)["action"] == "train_more"
+    assert decision_of(report)["action"] == "unknown"
+
+
+def test_a_continue_beside_a_failed_check_is_not_a_pass() -> None:
+    """The exit code and the decision never disagree: a failing training-record check turns continue into what it implies."""
+    report = {"subject": "epoch_001", "records": [
+        row("decision", "info", None, action="continue", reason="every gate figure passes"),
+        row("lr_trace_max_relative_error", "fail", 0.5, implies="check_training"),
+    ], "outcomes": {"checks/x.py::lr": "failed"}}
+    decision = decision_of(report)
+    assert decision["action"] == "check_training" and "lr_trace_max_relative_error = 0.5" in decision["reason"]
+    bare = {"subject": "epoch_001", "records": [row("decision", "info", None, action="continue", reason="ok")], "outcomes": {"checks/x.py::t": "failed"}}
+    assert decision_of(bare)["action"] == "unknown" and "checks/x.py::t" in decision_of(bare)["reason"]
+
+
+def test_an_artifact_error_is_the_decision_and_names_the_file() -> None:
+    report = {"subject": "bad", "options": {"--payload": "p", "--eval-set": "e.npz", "--train-data": "none"},
+              "records": [row("artifact_error", "fail", None, line="e.npz: truncated")]}
+    assert decision_of(report) == {"action": "check_data", "reason": "an artifact could not be read, so nothing was measured: e.npz: truncated", "failing": []}
+    report["records"] = [row("artifact_error", "fail", None, line="preds.npz: holds 3 eval predictions")]
+    assert decision_of(report)["action"] == "check_model"
 
 
 def test_decision_unknown_without_any_gate_figures_and_absent_for_plumbing(tmp_path) -> None:

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from lvmcore.gate.intervals import PairedDifference, paired_difference
+from lvmcore.gate.levels import GATE_LEVELS
 from lvmcore.gate.metrics import hits_at
 
 COMPARE_K = 5
-HIGH_ECHO = 0.50  # top-1 is the query's own context chunk for at least half the rows: it copies
+HIGH_ECHO = GATE_LEVELS["echo_rate"].minimum  # top-1 is the query's own context chunk for at least half the rows: it copies
 VIEWS = ("raw", "context_excluded")
 
 
@@ -49,16 +50,25 @@ class Comparison:
                 f"difference {100 * self.paired.difference:+.2f} points, 95% interval [{100 * low:+.2f}, {100 * high:+.2f}] -> {word} it")
 
 
-def compare_to_best(view: str, model_ranks: np.ndarray, baseline_ranks: dict[str, np.ndarray], seed: int = 0) -> Comparison:
-    """The paired comparison against the baseline with the highest R@5 in this view (ties: the first named)."""
-    best = max(baseline_ranks, key=lambda name: hits_at(baseline_ranks[name], COMPARE_K).mean())
+def best_baseline(baseline_ranks: dict[str, np.ndarray], cosines: dict[str, float] | None = None) -> str:
+    """THE best baseline: the highest R@5, ties broken by the higher mean cosine to the target, then by the first named."""
+    cosines = cosines or {}
+    names = list(baseline_ranks)
+    return max(names, key=lambda name: (hits_at(baseline_ranks[name], COMPARE_K).mean(), cosines.get(name, 0.0), -names.index(name)))
+
+
+def compare_to_best(view: str, model_ranks: np.ndarray, baseline_ranks: dict[str, np.ndarray], seed: int = 0, cosines: dict[str, float] | None = None) -> Comparison:
+    """The paired comparison against `best_baseline` of this view."""
+    best = best_baseline(baseline_ranks, cosines)
     model_hits, best_hits = hits_at(model_ranks, COMPARE_K), hits_at(baseline_ranks[best], COMPARE_K)
     return Comparison(view, best, float(model_hits.mean()), float(best_hits.mean()), paired_difference(model_hits, best_hits, seed=seed))
 
 
-def model_kind(raw: Comparison, excluded: Comparison | None, echo: float | None) -> tuple[str, str]:
-    """(kind, sentence): a predictor, an echoing predictor, a better neighbour finder, a copier, or no better than the baselines."""
-    echoes = echo is not None and echo >= HIGH_ECHO
+def model_kind(raw: Comparison, excluded: Comparison | None, echo: float | None, high_echo: float = HIGH_ECHO) -> tuple[str, str]:
+    """(kind, sentence): a predictor, an echoing predictor, a better neighbour finder, a copier, or no better than the baselines.
+
+    high_echo: the echo level the run requires (`lvmcore.gate.levels`, overrides applied)."""
+    echoes = echo is not None and echo >= high_echo
     echo_text = "n/a" if echo is None else f"{100 * echo:.0f}%"
     if raw.beats:
         if echoes:

@@ -28,8 +28,11 @@ import numpy as np
 
 from lvmcore.gate import baselines as base
 from lvmcore.errors import ArtifactError
-from lvmcore.gate.comparison import Comparison, compare_to_best, model_kind
-from lvmcore.gate.decision import GateMetrics, eval_rows_needed
+from lvmcore.gate.comparison import HIGH_ECHO, Comparison, compare_to_best, model_kind
+from lvmcore.gate.decision import GateMetrics
+from lvmcore.gate.health import PredictionHealth, prediction_health
+from lvmcore.gate.inputs import InputFindings
+from lvmcore.gate.levels import eval_rows_needed
 from lvmcore.gate.intervals import Interval
 from lvmcore.gate.report import GateFigures
 from lvmcore.artifacts.evalset import EvalSet
@@ -46,6 +49,7 @@ from lvmcore.gate.metrics import (
     ivf_exact_agreement,
     mean_cosine,
     offset_keys,
+    offset_margin,
     offset_peak,
     offset_range,
     retrieval_figures,
@@ -138,31 +142,37 @@ class GateEvaluation:
     seconds: dict[str, float]
     searched: dict[str, int] = field(default_factory=dict)  # queries per pass and the bank's shape: what a speed floor needs
     nonfinite_predictions: int = 0  # eval rows whose prediction held NaN or inf (searched as zero vectors, and failed)
+    health: PredictionHealth | None = None  # zero/constant/repeated rows, information, copies of the answer, row order
     seed: int = 0
 
     @property
     def best_baseline(self) -> QuerySetResult:
-        """The baseline with the highest exact R@5 (ties: higher cosine)."""
-        return max(self.baselines.values(), key=lambda r: (r.exact.r_at_5, r.cosine))
+        """The baseline the raw comparison is made against (`lvmcore.gate.comparison.best_baseline`: R@5, ties by cosine)."""
+        return self.baselines[self.comparisons["raw"].baseline]
 
     @cached_property
     def comparisons(self) -> dict[str, Comparison]:
         """The model against the best baseline of each view, paired over the same rows (see `lvmcore.gate.comparison`);
         computed once (each is a 2,000-resample bootstrap)."""
-        out = {"raw": compare_to_best("raw", self.model.exact_ranks, {n: b.exact_ranks for n, b in self.baselines.items()}, self.seed)}
+        cosines = {n: b.cosine for n, b in self.baselines.items()}
+        out = {"raw": compare_to_best("raw", self.model.exact_ranks, {n: b.exact_ranks for n, b in self.baselines.items()}, self.seed, cosines)}
         if self.model.excluded_ranks is not None:
-            out["context_excluded"] = compare_to_best("context_excluded", self.model.excluded_ranks, {n: b.excluded_ranks for n, b in self.baselines.items()}, self.seed)
+            out["context_excluded"] = compare_to_best("context_excluded", self.model.excluded_ranks, {n: b.excluded_ranks for n, b in self.baselines.items()}, self.seed, cosines)
         return out
 
-    @property
-    def kind(self) -> tuple[str, str]:
-        """What the comparisons make the model: (kind, sentence)."""
+    def kind(self, high_echo: float = HIGH_ECHO) -> tuple[str, str]:
+        """What the comparisons make the model: (kind, sentence), at the run's echo level."""
         comparisons = self.comparisons
-        return model_kind(comparisons["raw"], comparisons.get("context_excluded"), self.model.echo)
+        return model_kind(comparisons["raw"], comparisons.get("context_excluded"), self.model.echo, high_echo)
 
     @property
     def offset_peak(self) -> int | None:
         return offset_peak(self.offset_sweep)
+
+    @property
+    def offset_margin(self) -> float | None:
+        """cos at k=+1 minus the highest cos at any other offset (None without context keys)."""
+        return offset_margin(self.offset_sweep) if self.offset_sweep else None
 
     @property
     def generalization(self) -> dict[str, float] | None:
@@ -170,8 +180,10 @@ class GateEvaluation:
             return None
         return generalization_gap(self.train.exact, self.model.exact, self.train.cosine, self.model.cosine)
 
-    def figures(self, history_path: str | None = None, checkpoint: dict[str, Any] | None = None) -> GateFigures:
+    def figures(self, history_path: str | None = None, checkpoint: dict[str, Any] | None = None, metrics: GateMetrics | None = None,
+                high_echo: float = HIGH_ECHO) -> GateFigures:
         """The report's typed data for this evaluation (tables, plots, examples, timings)."""
+        kind = self.kind(high_echo)
         sets = {"model": self.model, **{f"baseline:{k}": v for k, v in self.baselines.items()}, "oracle": self.oracle}
         if self.train is not None:
             sets["train"] = self.train
@@ -184,7 +196,7 @@ class GateEvaluation:
             seconds=self.seconds,
             searched=self.searched,
             nprobe=self.nprobe,
-            metrics=self.gate_metrics().as_dict(),
+            metrics=metrics.as_dict() if metrics is not None else {},
             history_path=history_path,
             checkpoint=checkpoint or {},
             hist_edges=HIST_BINS.tolist(),
@@ -193,41 +205,76 @@ class GateEvaluation:
             recall_curves={name: result.recall_curve() for name, result in [("model", self.model), *self.baselines.items(), ("oracle", self.oracle)]},
             ivf_curve=self.model.recall_curve(ivf=True),
             comparisons={view: c.as_dict() for view, c in self.comparisons.items()},
-            model_kind=self.kind[0],
-            model_kind_sentence=self.kind[1],
+            model_kind=kind[0],
+            model_kind_sentence=kind[1],
         )
 
-    def gate_metrics(self, provenance_mismatch: str | None = None, leaked_eval_articles: int | None = None) -> GateMetrics:
-        """The decision's inputs; what the checkpoint records (provenance, training articles) comes from the caller."""
-        best = self.best_baseline
+    def gate_metrics(self, inputs: InputFindings, *, route: str = "checkpoint", provenance_mismatch: str | None = None,
+                     leaked_eval_articles: int | None = None, nonfinite_weights: int | None = None, trained_epochs: int | None = None) -> GateMetrics:
+        """The decision's inputs: this evaluation's figures, the gate's input findings, and what the model records."""
         comparisons = self.comparisons
         raw, excluded = comparisons["raw"], comparisons.get("context_excluded")
+        best = self.baselines[raw.baseline]
         r5 = self.model.intervals["r_at_5"]
+        health = self.health
+        if health is None:
+            raise ValueError("gate_metrics needs the prediction health figures (evaluate computes them)")
+        gap = self.generalization
         return GateMetrics(
             r_at_5=self.model.exact.r_at_5,
             r_at_1=self.model.exact.r_at_1,
+            r_at_5_low=r5.low,
+            r_at_5_high=r5.high,
+            oracle_r_at_1=self.oracle.exact.r_at_1,
             delta=self.separation.delta,
             ivf_r_at_5=None if self.model.ivf is None else self.model.ivf.r_at_5,
             ivf_agreement=self.model.ivf_agreement,
             best_baseline=best.name,
             best_baseline_r_at_5=best.exact.r_at_5,
             copy_last_r_at_5=self.baselines["copy_last"].exact.r_at_5,
-            echo_rate=self.model.echo,
-            offset_peak=None if not self.offset_sweep else self.offset_peak,
-            r_at_5_low=r5.low,
-            r_at_5_high=r5.high,
             beats_low=raw.paired.interval.low,
             beats_high=raw.paired.interval.high,
             excluded_r_at_5=None if self.model.excluded is None else self.model.excluded.r_at_5,
             excluded_best_baseline=None if excluded is None else excluded.baseline,
             excluded_beats_low=None if excluded is None else excluded.paired.interval.low,
             excluded_beats_high=None if excluded is None else excluded.paired.interval.high,
-            model_kind=self.kind[0],
+            echo_rate=self.model.echo,
+            offset_peak=None if not self.offset_sweep else self.offset_peak,
+            offset_peak_margin=self.offset_margin,
+            train_minus_eval_r_at_5=None if gap is None else gap["r_at_5_gap"],
             nonfinite_predictions=self.nonfinite_predictions,
+            nonfinite_weights=nonfinite_weights,
+            zero_rows=health.degenerate.zero,
+            constant_rows=health.degenerate.constant,
+            repeated_fraction=health.degenerate.repeated_share,
+            answer_copy_fraction=health.copies.copied_share,
+            oracle_closure=health.copies.oracle_closure,
+            model_cosine=health.copies.model_cosine,
+            baseline_cosine=health.copies.baseline_cosine,
+            information_z=health.information.z,
+            shift_p=health.order.shift_p,
+            shift=health.order.worst_shift,
+            shift_rows=health.order.shift_rows,
+            shift_closer=health.order.shift_closer,
+            elsewhere_share=health.order.elsewhere_share,
+            elsewhere_chance=health.order.chance_share,
+            elsewhere_excess_low=health.order.elsewhere_excess_low,
+            eval_context_aligned=inputs.eval_context_aligned,
+            eval_context_cause=inputs.eval_context_cause,
+            eval_target_aligned=inputs.eval_target_aligned,
+            eval_target_cause=inputs.eval_target_cause,
+            training_target_aligned=inputs.training_target_aligned,
+            training_context_aligned=inputs.training_context_aligned,
+            training_cause=inputs.training_cause,
+            article_overlap=inputs.article_overlap,
+            chunk_overlap=inputs.chunk_overlap,
+            near_duplicate=inputs.near_duplicate,
             eval_rows=self.model.exact.count,
             rows_needed=eval_rows_needed(),
+            route=route,
             provenance_mismatch=provenance_mismatch,
             leaked_eval_articles=leaked_eval_articles,
+            trained_epochs=trained_epochs,
         )
 
 
@@ -535,6 +582,13 @@ def evaluate(
         copy_last = next(s for s in fixed.sets if s.name == "copy_last")
         sweep_copy = offset_sweep(payload, copy_last.queries, last, eval_set.context_length, None)
     pos_hist, neg_hist = cosine_histograms(model_set.queries, model_set.targets)  # step 4
+    baseline_results = {name: results[name] for name in fixed.baseline_names}
+    best = compare_to_best("raw", results["model"].exact_ranks, {n: r.exact_ranks for n, r in baseline_results.items()}, seed,
+                           {n: r.cosine for n, r in baseline_results.items()}).baseline
+    truth_vectors, truth_found = payload.vectors_of(eval_set.truth_keys)
+    health = prediction_health(model_set.queries, eval_set.contexts, model_set.targets, eval_set.truth_keys,
+                               truth_vectors if bank_fn is None else bank_fn(truth_vectors), truth_found, baseline_results[best].cosine,
+                               results["model"].top_rows, results["model"].exact_ranks, payload.keys, seed)
     seconds["metrics"] = time.perf_counter() - clock
 
     return GateEvaluation(
@@ -553,5 +607,6 @@ def evaluate(
         seconds=seconds,
         searched=searched,
         nonfinite_predictions=model_sets.nonfinite_predictions,
+        health=health,
         seed=seed,
     )

@@ -233,6 +233,12 @@ def offset_keys(last_keys: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndar
     return shift_keys(last_keys, 1, offset)
 
 
+def offset_margin(sweep: dict[int, float]) -> float:
+    """cos at k=+1 minus the highest cos at any other offset: above zero when the sweep peaks at the next chunk (NaN when undefined)."""
+    others = [v for k, v in sweep.items() if k != 1 and v == v]
+    return sweep.get(1, float("nan")) - max(others) if others else float("nan")
+
+
 def offset_peak(sweep: dict[int, float]) -> int | None:
     """The offset with the highest mean cosine (None if no offset had a chunk)."""
     finite = {k: v for k, v in sweep.items() if v == v}

@@ -17,7 +17,7 @@ from typing import Any
 from lvmcore.artifacts.history import TrainingHistory, read_history
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
-from lvmcore.gate.decision import Decision, GateMetrics, decide
+from lvmcore.gate.decision import Decision, GateMetrics
 
 PLOT_DPI = 90
 
@@ -74,17 +74,56 @@ def figures_of(report: dict[str, Any]) -> GateFigures | None:
     return None if details is None else GateFigures.from_dict(details)
 
 
-def decision_of(report: dict[str, Any]) -> dict[str, str] | None:
-    """The decision `test_decision` recorded; else computed from the recorded gate metrics; None for plumbing."""
+ARTIFACT_ERROR_RECORD = "artifact_error"  # the recorder's record of an artifact error that stopped this subject's checks
+PRIORITY = ("check_data", "check_model", "check_training", "check_index", "pivot_two_tower", "below_baseline", "train_more")
+
+
+def _artifact_decision(report: dict[str, Any]) -> dict[str, Any] | None:
+    """An artifact error as the decision: check_data when it names the payload, eval set or training data, else check_model."""
+    details = _details(report, ARTIFACT_ERROR_RECORD)
+    if details is None:
+        return None
+    line = str(details.get("line", ""))
+    data_paths = [str(v) for k, v in report.get("options", {}).items() if k in ("--payload", "--eval-set", "--train-data") and v not in (None, "None", "none")]
+    action = "check_data" if any(line.startswith(f"{path}:") for path in data_paths) else "check_model"
+    return {"action": action, "reason": f"an artifact could not be read, so nothing was measured: {line}", "failing": []}
+
+
+def reconcile(decision: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """The exit code and the decision never disagree: a `continue` beside a failed check becomes what that check implies.
+
+    Checks whose figures the decision does not read (the training record, say) fail with `implies` in their record;
+    a failed test with no figure at all makes the decision `unknown`, never `continue`.
+    """
+    if decision.get("action") != "continue":
+        return decision
+    failing = [r for r in report.get("records", []) if r.get("status") == "fail"]
+    implied = [r for r in failing if (r.get("details") or {}).get("implies")]
+    if implied:
+        implied.sort(key=lambda r: PRIORITY.index(r["details"]["implies"]) if r["details"]["implies"] in PRIORITY else len(PRIORITY))
+        clauses = [f"{r['check']} = {r.get('shown')} (required {r.get('threshold')}): {r.get('cause')}" for r in implied]
+        return {"action": implied[0]["details"]["implies"], "reason": "; ".join(clauses), "failing": [r["check"] for r in implied]}
+    failed = [nodeid for nodeid, outcome in report.get("outcomes", {}).items() if outcome == "failed"]
+    if failed:
+        return {"action": "unknown", "reason": f"the decision read every figure as passing, but these checks failed: {', '.join(failed)}; the session failed, so this is no pass", "failing": failed}
+    return decision
+
+
+def decision_of(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The decision `test_decision` recorded, reconciled with every failed check; an artifact error's; None for plumbing."""
     recorded = _details(report, DECISION_RECORD)
     if recorded and "action" in recorded:
-        return {"action": str(recorded["action"]), "reason": str(recorded.get("reason", ""))}
+        decision = {"action": str(recorded["action"]), "reason": str(recorded.get("reason", "")), "failing": list(recorded.get("failing", []))}
+        return reconcile(decision, report)
+    errored = _artifact_decision(report)
+    if errored is not None:
+        return errored
     figures = figures_of(report)
     if figures is not None and figures.metrics:
         try:
-            return decide(GateMetrics(**figures.metrics)).as_dict()
+            GateMetrics(**figures.metrics)
         except TypeError as exc:
-            return {"action": "unknown", "reason": f"recorded gate metrics are incomplete: {exc}"}
+            return {"action": "unknown", "reason": f"recorded gate metrics are incomplete: {exc}", "failing": []}
     if report.get("subject", "plumbing") != "plumbing":
         return Decision("unknown", "no decision recorded: test_decision did not run (deselected, skipped or errored); see the outcomes").as_dict()
     return None
@@ -245,20 +284,22 @@ def _num_ci(s: dict[str, Any], name: str) -> str:
 
 
 def query_set_table(query_sets: dict[str, dict[str, Any]], view: str = "exact") -> list[str]:
-    """One row per query set; R@K and MRR with their 95% intervals (Wilson; bootstrap over rows for MRR)."""
-    lines = [
-        "| query set | cosine | R@1 | R@5 | R@10 | R@50 | MRR | Article@50 | echo | IVF R@5 | IVF/exact agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    footnote = ["", "In brackets: 95% intervals (Wilson for R@K, bootstrap over rows for MRR). IVF columns: the model and the oracle only, the query sets the index gates read (a two-tower model searches its own encoded bank, exactly); the others are searched exactly."]
+    """One row per query set; R@K and MRR with their 95% intervals (Wilson; bootstrap over rows for MRR).
+
+    The context-excluded view shows only its own figures: echo and IVF belong to the raw lists."""
+    raw = view == "exact"
+    head = "| query set | cosine | R@1 | R@5 | R@10 | R@50 | MRR | Article@50 |" + (" echo | IVF R@5 | IVF/exact agreement |" if raw else "")
+    lines = [head, "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if raw else "")]
+    footnote = ["", "In brackets: 95% intervals (Wilson for R@K, bootstrap over rows for MRR)." + (
+        " IVF columns: the model and the oracle only, the query sets the index gates read (a two-tower model searches its own encoded bank, exactly); the others are searched exactly." if raw else "")]
     for name, s in query_sets.items():
         if f"{view}_r_at_5" not in s:
             continue
-        lines.append(
-            f"| {name} | {_num(s.get('cosine'))} | {_pct_ci(s, f'{view}_r_at_1')} | {_pct_ci(s, f'{view}_r_at_5')} | {_pct_ci(s, f'{view}_r_at_10')} | "
-            f"{_pct_ci(s, f'{view}_r_at_50')} | {_num_ci(s, f'{view}_mrr')} | {_pct(s.get(f'{view}_article_at_50'))} | {_pct(s.get('echo_rate'))} | "
-            f"{_pct(s.get('ivf_r_at_5'))} | {_pct(s.get('ivf_agreement'))} |"
-        )
+        row = (f"| {name} | {_num(s.get('cosine'))} | {_pct_ci(s, f'{view}_r_at_1')} | {_pct_ci(s, f'{view}_r_at_5')} | {_pct_ci(s, f'{view}_r_at_10')} | "
+               f"{_pct_ci(s, f'{view}_r_at_50')} | {_num_ci(s, f'{view}_mrr')} | {_pct(s.get(f'{view}_article_at_50'))} |")
+        if raw:
+            row += f" {_pct(s.get('echo_rate'))} | {_pct(s.get('ivf_r_at_5'))} | {_pct(s.get('ivf_agreement'))} |"
+        lines.append(row)
     return lines + footnote
 
 
