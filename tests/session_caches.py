@@ -23,6 +23,7 @@ CACHE_VARIABLES = {
     "MPLCONFIGDIR": "matplotlib",  # the gate report's figures
     "HF_HOME": "huggingface",
     "XDG_CACHE_HOME": "xdg-cache",
+    "IR_DATASETS_HOME": "ir_datasets",  # ranx (tests/test_metrics.py) imports ir_datasets, which makes ~/.ir_datasets/<name>/ for 40 names
 }
 ROOT_VARIABLE = "LVM_TEST_CACHE_ROOT"  # set by the process that made the root; its workers reuse it
 ROOT_PREFIX = "lvm-checks-test-caches-"
