@@ -147,7 +147,7 @@ GATE_LEVELS: dict[str, Levels] = {
     "prediction_constant_rows": Levels("check_model", minimum=0, above=False),
     "prediction_repeated_fraction": Levels("check_model", minimum=0.05, good=0.01, strong=0.0, above=False, percent=True),
     "prediction_answer_copy_fraction": Levels("check_data", minimum=0.01, good=0.0, above=False, percent=True),
-    "prediction_oracle_closure": Levels("check_data", minimum=0.5, above=False),
+    "prediction_oracle_closure": Levels("check_data", minimum=0.8, above=False),  # a leak at cos 0.95 closes ~0.9; an honest model of a near-deterministic synthetic bank 0.75, a GRU on text < 0
     "row_shift_sign_test_p": Levels("check_data", minimum=0.01),
     "other_rows_truth_excess_lower95": Levels("check_data", minimum=0.0, above=False, percent=True),
     "prediction_input_information_z": Levels("check_model", minimum=5.0),

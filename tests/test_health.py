@@ -1,0 +1,93 @@
+"""Prediction health (`lvmcore.gate.health`): each statistic against brute force, and on outputs of known kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import binom
+
+from lvmcore.gate import health
+from lvmcore.vectors import l2_normalize
+
+
+def walk(rows: int = 120, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contexts (rows, 3, dim), targets, and truth keys of 12 articles of consecutive windows."""
+    rng = np.random.default_rng(seed)
+    contexts = l2_normalize(rng.normal(size=(rows, 3, dim))).astype(np.float32)
+    targets = l2_normalize(contexts[:, -1] + 0.3 * rng.normal(size=(rows, dim))).astype(np.float32)
+    keys = np.stack([np.arange(rows) // 10, np.arange(rows) % 10 + 3], axis=1)
+    return contexts, targets, keys
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 60))
+def test_sign_test_p_is_the_binomial_tail(closer, extra) -> None:
+    rows = closer + extra
+    assert health.sign_test_p(closer, rows) == pytest.approx(binom.sf(closer - 1, rows, 0.5) if rows else 1.0, rel=1e-9, abs=1e-300)
+
+
+def test_degenerate_rows_counts_zero_constant_and_repeated() -> None:
+    contexts, targets, _ = walk()
+    preds = targets.copy()
+    preds[0] = 0.0
+    preds[1] = 1.0
+    preds[5] = preds[6]  # one prediction for two different contexts
+    found = health.degenerate_rows(preds, contexts)
+    assert (found.zero, found.constant, found.repeated) == (1, 1, 2)
+    same_context = contexts.copy()
+    same_context[5] = same_context[6]
+    assert health.degenerate_rows(preds, same_context).repeated == 0  # identical contexts may share a prediction
+    assert health.degenerate_rows(targets, contexts) == health.DegenerateRows(0, 0, 0, len(targets))
+
+
+def test_information_separates_a_function_of_the_input_from_random_and_shuffled_output() -> None:
+    contexts, targets, _ = walk(rows=200)
+    rng = np.random.default_rng(1)
+    untrained = np.tanh(contexts.reshape(len(contexts), -1) @ rng.normal(size=(contexts[0].size, 16)))  # a random network is still a function of its input
+    assert health.input_information(untrained, contexts).z > 10
+    assert health.input_information(contexts[:, -1], contexts).z > 10
+    assert abs(health.input_information(rng.normal(size=targets.shape), contexts).z) < 4
+    assert abs(health.input_information(contexts[rng.permutation(len(contexts)), -1], contexts).z) < 4
+    assert np.isnan(health.input_information(np.ones_like(targets), contexts).z)
+
+
+def test_answer_copies_and_oracle_closure() -> None:
+    contexts, targets, _ = walk()
+    found = np.ones(len(targets), dtype=bool)
+    leak = health.answer_copies(targets, targets, targets, found, contexts, baseline_cosine=0.5)
+    assert leak.copied_rows == len(targets) and leak.oracle_closure == pytest.approx(1.0, abs=1e-5)
+    copier = health.answer_copies(contexts[:, -1], targets, targets, found, contexts, baseline_cosine=0.9)
+    assert copier.copied_rows == 0 and copier.oracle_closure < 0.2
+    in_context = contexts.copy()
+    in_context[:, 0] = targets  # the truth sits in the context: copying it is no leak
+    assert health.answer_copies(targets, targets, targets, found, in_context, baseline_cosine=0.5).copied_rows == 0
+
+
+def test_shift_test_finds_a_shift_at_document_boundaries_and_not_a_copier() -> None:
+    contexts, targets, keys = walk(rows=300)
+    assert health.shift_test(targets, targets, keys)[0] == 1.0
+    p, shift, rows, closer = health.shift_test(np.roll(targets, -1, axis=0), targets, keys)
+    assert shift == 1 and rows == 29 and closer == 29 and p < 1e-6
+    assert health.shift_test(np.roll(targets, 1, axis=0), targets, keys)[1] == -1
+    copier = np.roll(targets, 1, axis=0)  # within one document the previous row's target is this row's last context chunk
+    copier[keys[:, 1] == 3] = contexts[keys[:, 1] == 3, -1]
+    assert health.shift_test(copier, targets, keys)[0] > 0.01
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_elsewhere_hits_against_brute_force(seed) -> None:
+    rng = np.random.default_rng(seed)
+    payload_keys = np.stack([np.repeat(np.arange(6), 8), np.tile(np.arange(8), 6)], axis=1)
+    truth_rows = rng.choice(len(payload_keys), size=10, replace=False)
+    truth_keys = payload_keys[truth_rows]
+    top = rng.integers(-1, len(payload_keys), size=(10, 5))
+    hits, chance = health.elsewhere_hits(top, payload_keys, truth_keys)
+    for i in range(10):
+        others = {tuple(truth_keys[j]) for j in range(10) if truth_keys[j][0] != truth_keys[i][0]}
+        expected = any(r >= 0 and tuple(payload_keys[r]) in others for r in top[i])
+        assert hits[i] == expected
+        q = len(others) / len(payload_keys)
+        assert chance[i] == pytest.approx(1 - (1 - q) ** 5)
