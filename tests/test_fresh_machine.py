@@ -1,9 +1,10 @@
 """A fresh machine: the tests use no cache of the user's, and the programs work from an empty home directory.
 
 The whole suite under `HOME=$(mktemp -d)` is the real proof (issue 21's closing note); here, in
-seconds, are its two halves: the test session's caches are temporary folders (`session_caches.py`),
-and the ingest command and the demo's plumbing run pass with an empty `HOME` and no cache variable,
-building the ONNX export and the index where a new user's would go.
+seconds, are its parts: the test session's caches are temporary folders (`session_caches.py`) and a
+session from an empty `HOME` leaves it empty; the ingest command and the demo's plumbing run pass
+with an empty `HOME` and no cache variable, building the ONNX export and the index where a new
+user's would go.
 """
 
 from __future__ import annotations
@@ -78,3 +79,15 @@ def test_demo_plumbing_run_measures_every_check_from_an_empty_home(tmp_path: Pat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "skipped" not in last and "SKIPPED GUARD" not in done.stdout, last
     assert list((tmp_path / "home" / ".cache" / "lvm-checks" / "index").glob("*.faiss")), "the index is not in the new user's cache"
+
+
+def test_a_test_session_leaves_an_empty_home_empty(tmp_path: Path) -> None:
+    """The tests' own session, from an empty HOME: it passes, and HOME is still empty after (ranx's ir_datasets included)."""
+    home = tmp_path / "home"
+    env = empty_home_environment(home)
+    done = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                "tests/test_fresh_machine.py::test_every_cache_of_the_session_is_a_temporary_folder",
+                "tests/test_metrics.py::test_recall_and_mrr_equal_ranx"], env, REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout, done.stdout[-1000:]
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [], "the test session wrote into the home directory"
