@@ -48,6 +48,7 @@ ROWS = [
      "article_overlap": None, "chunk_overlap": None, "near_duplicate": None, **NOTHING_RETRIEVED}, "below_baseline", ["no architecture verdict", "--train-data"]),
     ("informative, no separation, predictions route", {"delta": 0.01, "route": "predictions", "trained_epochs": None, **NOTHING_RETRIEVED},
      "below_baseline", ["no architecture verdict", "the predictions file records no trained epoch"]),
+    ("copier retrieving nothing", {"echo_rate": 1.0, "delta": -0.1, **NOTHING_RETRIEVED}, "below_baseline", ["it copies its input", "echo_rate = 100.00%"]),
     ("copier", {"beats_low": 0.0, "beats_high": 0.0, "excluded_beats_low": 0.0, "excluded_beats_high": 0.0, "echo_rate": 1.0, "offset_peak": 0, "offset_peak_margin": -0.5},
      "below_baseline", ["not shown better", "echo_rate = 100.00%", "copies its input"]),
     ("no better, low echo", {"beats_low": -0.05, "beats_high": 0.01, "excluded_beats_low": -0.04, "excluded_beats_high": 0.02, "echo_rate": 0.02},

@@ -18,11 +18,12 @@ model problems and model problems before any architecture advice (row 16):
 | oracle R@1 <= 50%, or too few eval rows to tell 5% from 10% R@5 | check_data | the yardstick itself is broken or too short |
 | NaN/inf predictions or weights, a figure out of range | check_model | nothing can be read |
 | zero, constant, or repeated prediction rows | check_model | not a prediction per row |
-| predictions closer to the next/previous row's target across documents, or finding other rows' answers | check_data | predictions filed under the wrong rows |
+| predictions closer to the next/previous row's target across documents, or finding other rows' answers while unrelated to their own input | check_data | predictions filed under the wrong rows |
 | predictions that copy the answer, or close most of the gap from the best baseline to the oracle | check_data | a leaked target: "too good to be true" |
 | output unrelated to its input (similarity z under its level) | check_model | broken or untrained: no architecture can be judged |
 | IVF misses what exact search finds | check_index | an index problem, not a model problem |
 | R@5 = 0 with delta >= 0.10 | check_data | separates its rows yet finds nothing among the payload's |
+| R@5 = 0 with the top-1 usually its own context (echo past its level) | below_baseline | a copier says nothing about the architecture |
 | R@5 = 0, delta < 0.10, output informative, data and training record verified | pivot_two_tower | the only row that gives architecture advice |
 | R@5 = 0 otherwise | below_baseline | no architecture verdict without that evidence |
 | not shown better than the best baseline in either view | below_baseline | row 13 |
@@ -34,7 +35,7 @@ model problems and model problems before any architecture advice (row 16):
 `pivot_two_tower` is measurable: the output carries information about its context (the
 similarity z of `lvmcore.gate.health.input_information` passes its level: prediction similarities
 follow context similarities far beyond row-permuted output), it does not separate its target from
-other rows' (delta < 0.10) and retrieves nothing (R@5 = 0), while every data figure passed,
+other rows' (delta < 0.10), retrieves nothing (R@5 = 0) and is not a copier (echo under its level), while every data figure passed,
 training data was given and checked, and the model records at least one trained epoch.
 """
 
@@ -269,7 +270,7 @@ def misfiled_rows(e: Evidence) -> str | None:
     clauses = []
     if e.fails("row_shift_sign_test_p"):
         clauses.append(f"at {e.m.shift_closer} of {e.m.shift_rows} rows whose row {e.m.shift:+d} is another document, the prediction is closer to that row's target than to its own ({e.stated('row_shift_sign_test_p')}): the predictions are shifted by {e.m.shift:+d} row(s)")
-    if e.fails("other_rows_truth_excess_lower95"):
+    if e.fails("other_rows_truth_excess_lower95") and e.fails("prediction_input_information_z"):  # a model that follows its own input is filed right
         clauses.append(f"{_pct(e.m.elsewhere_share)} of rows retrieve another eval row's truth from another document in their top 5, against {_pct(e.m.r_at_5)} their own and {_pct(e.m.elsewhere_chance)} by chance ({e.stated('other_rows_truth_excess_lower95')}): the predictions belong to other rows")
     if not clauses:
         return None
@@ -308,6 +309,9 @@ def retrieves_nothing(e: Evidence) -> tuple[str, str] | None:
     if e.m.delta >= DELTA_SEPARATES:
         return "check_data", (f"R@5 0% with separation delta {e.m.delta:.3f} >= {DELTA_SEPARATES:.2f}, and exact (Flat) search finds nothing either, so the index is not the cause: "
                               "the predictions separate the eval rows yet land away from every payload chunk; check that training targets come from the payload's encoder (row 1)")
+    if e.fails("echo_rate"):
+        return "below_baseline", (f"R@5 0%: its top-1 is usually one of its own context chunks ({e.stated('echo_rate')}): it copies its input, "
+                                  "which says nothing about what the architecture can learn (row 13)")
     missing = []
     if e.m.training_target_aligned is None:
         missing.append("no training data was given to check (--train-data)")

@@ -28,15 +28,19 @@ The statistics, and what a healthy model gives:
   embedded bank closes a few percent, a leaked target with noise at cosine 0.95 closes about 90%.
 * **row order** (`row_order`): two tests that predictions belong to the rows they are filed under.
   *Shift*: for s = -1 and +1, over the rows i whose row i+s is from another article, a one-sided
-  sign test that prediction i is closer to target i+s than to its own target. For any model whose
-  prediction is no closer to another document's target than to its own (honest, untrained, random)
-  that chance is at most 1/2, so the Bonferroni p over the two shifts has a false-alarm rate of at
-  most the level it is compared with (1%). Rows of one article are left out: a copier's prediction
+  sign test that prediction i is closer to target i+s than both to its own target and to the target
+  of a random row of a third article. For a prediction made for row i, the targets of two other
+  documents are exchangeable, so that chance is at most 1/2 whatever the model (honest, untrained,
+  random, or a copier whose own target is its farthest), and the Bonferroni p over the two shifts has
+  a false-alarm rate of at most the level it is compared with (1%). Rows of one article are left out: a copier's prediction
   is the previous row's target there, which is a model behaviour (row 13), not a row-order bug.
   *Elsewhere*: the share of rows whose top 5 holds the truth of another eval row from another
   article, minus the share that holds their own truth, minus what random retrieval would give
-  (`other_truth_chance`); its paired lower bound is above 0 only when predictions find other rows'
-  answers: a shuffled file of good predictions.
+  (`elsewhere_hits`' chance). Measured lower 95% bounds: shuffled files of ridge, copier and GRU
+  predictions +0.49 to +0.62 (embedded bank, smooth-walk bank); random output -0.33 to -0.04 there,
+  but +0.30 on a small synthetic bank whose eval truths are half the payload (hub vectors), so the
+  level is 0.40, and the decision reads this test only for output that also fails the information
+  test: an honest model, which follows its own input, is never called misfiled by it.
 """
 
 from __future__ import annotations
@@ -208,24 +212,41 @@ def sign_test_p(closer: int, rows: int) -> float:
     return float(min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs)))
 
 
-def shift_test(preds: np.ndarray, targets: np.ndarray, truth_keys: np.ndarray) -> tuple[float, int, int, int]:
-    """(Bonferroni p, worst shift, rows compared, rows closer to the shifted target) over SHIFTS."""
+def shift_test(preds: np.ndarray, targets: np.ndarray, truth_keys: np.ndarray, seed: int = 0) -> tuple[float, int, int, int]:
+    """(Bonferroni p, worst shift, rows compared, rows closer to the shifted target) over SHIFTS.
+
+    A row counts when its prediction is closer to target i+s than to its own target AND than to the
+    target of a seeded random row from a third document: targets of two other documents are
+    exchangeable for any prediction made for row i, so the chance is at most 1/2 whatever the model
+    (an anti-aligned copier, whose own target is its farthest, included).
+    """
     p = l2_normalize(np.nan_to_num(np.asarray(preds, dtype=np.float32)))
     t = l2_normalize(np.asarray(targets, dtype=np.float32))
     articles = np.asarray(truth_keys)[:, 0]
     own = np.einsum("md,md->m", p, t)
     m = len(p)
+    rng = np.random.default_rng(seed)
     best = (1.0, SHIFTS[0], 0, 0)
     for s in SHIFTS:
         rows = np.arange(max(0, -s), min(m, m - s))
         rows = rows[articles[rows] != articles[rows + s]]
+        third = np.array([_third_row(rng, articles, articles[i], articles[i + s]) for i in rows], dtype=np.int64)
+        usable = third >= 0
+        rows, third = rows[usable], third[usable]
         shifted = np.einsum("md,md->m", p[rows], t[rows + s])
-        decided = shifted != own[rows]  # ties carry no sign
-        closer = int((shifted > own[rows]).sum())
+        other = np.einsum("md,md->m", p[rows], t[third])
+        decided = shifted != np.maximum(own[rows], other)  # ties carry no sign
+        closer = int((shifted > np.maximum(own[rows], other)).sum())
         p_value = min(1.0, len(SHIFTS) * sign_test_p(closer, int(decided.sum())))
         if p_value < best[0] or (best[2] == 0 and len(rows)):
             best = (p_value, s, int(decided.sum()), closer)
     return best
+
+
+def _third_row(rng: np.random.Generator, articles: np.ndarray, first: int, second: int) -> int:
+    """A seeded random row whose article is neither `first` nor `second` (-1 when there is none)."""
+    candidates = np.flatnonzero((articles != first) & (articles != second))
+    return int(rng.choice(candidates)) if len(candidates) else -1
 
 
 def elsewhere_hits(top_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: np.ndarray, k: int = COMPARE_K) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +280,7 @@ def elsewhere_hits(top_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: n
 def row_order(preds: np.ndarray, targets: np.ndarray, truth_keys: np.ndarray, top_rows: np.ndarray, own_ranks: np.ndarray,
               payload_keys: np.ndarray, seed: int = 0) -> RowOrder:
     """Both row-order tests (see the module docstring)."""
-    shift_p, shift, compared, closer = shift_test(preds, targets, truth_keys)
+    shift_p, shift, compared, closer = shift_test(preds, targets, truth_keys, seed)
     elsewhere, chance = elsewhere_hits(top_rows, payload_keys, truth_keys)
     own = (np.asarray(own_ranks) > 0) & (np.asarray(own_ranks) <= COMPARE_K)
     excess = elsewhere.astype(np.float64) - own - chance
