@@ -1,4 +1,4 @@
-"""Near-duplicate leakage (`lvmcore/plumbing/leakage.py`): which eval rows leaked, and under which key."""
+"""Near-duplicate leakage (`lvmcore/plumbing/leakage.py`; named apart from checks/test_leakage.py, which pytester collects in-process)."""
 
 from __future__ import annotations
 
