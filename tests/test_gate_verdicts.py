@@ -150,3 +150,16 @@ def test_a_predictions_file_that_cannot_be_read_still_writes_a_report_with_its_r
     assert code == 1, out[-2000:]
     decision = reports["truncated"]["decision"]
     assert decision["action"] == "check_model" and "an artifact could not be read" in decision["reason"] and "truncated.npz" in decision["reason"], decision
+
+
+def test_overrides_reach_the_decision_and_continue_exits_zero(verdicts) -> None:
+    """The same copier, with every level it fails overridden: the checks and the decision read the same levels,
+    so the decision is continue and the session exits 0; no override, and it is below_baseline, exit 1."""
+    root = verdicts["root"]
+    copier = str(root / "predictions" / "copier.npz")
+    loosened = ["--threshold", "r_at_5_over_best_baseline_lower95.minimum=-1", "--threshold", "context_excluded_r_at_5_over_best_baseline_lower95.minimum=-1",
+                "--threshold", "echo_rate.minimum=1", "--threshold", "offset_peak_margin.minimum=-1"]
+    code, reports, out = gate(root, "--predictions", copier, *loosened, run="loosened")
+    assert code == 0 and reports["copier"]["decision"]["action"] == "continue", (code, reports["copier"]["decision"], out[-3000:])
+    code, reports, _ = gate(root, "--predictions", copier, *loosened[:-2], run="offset-kept")
+    assert code == 1 and reports["copier"]["decision"]["action"] == "train_more" and "peaks at k=+0" in reports["copier"]["decision"]["reason"]

@@ -91,3 +91,16 @@ def test_elsewhere_hits_against_brute_force(seed) -> None:
         assert hits[i] == expected
         q = len(others) / len(payload_keys)
         assert chance[i] == pytest.approx(1 - (1 - q) ** 5)
+
+
+def test_the_shift_test_rarely_alarms_on_honest_models() -> None:
+    """False-alarm rate of the row-shift test at its 1% level over 300 honest models of varying skill (and anti-aligned copiers):
+    by construction at most 1%; counted here."""
+    alarms = 0
+    for seed in range(300):
+        contexts, targets, keys = walk(rows=240, seed=seed)
+        rng = np.random.default_rng(seed)
+        skill = rng.uniform(-0.5, 1.0)  # below 0: a model pointing away from its own target
+        preds = l2_normalize(skill * targets + rng.normal(size=targets.shape) / np.sqrt(targets.shape[1]))
+        alarms += health.shift_test(preds, targets, keys, seed)[0] < 0.01
+    assert alarms <= 6, alarms  # 2% of 300: the bound with room for the sampling noise of 300 draws
