@@ -12,6 +12,8 @@ from lvmcore.artifacts.training_data import load_training_data
 from lvmcore.gate import baselines
 from lvmcore.gate.evaluate import evaluate
 from lvmcore.search.ivf import IVFBuild, build_ivf
+from lvmcore.gate.inputs import measure_inputs
+from lvmcore.plumbing.key_recovery import ContextKeys
 from synthetic import write_healthy_bank
 
 
@@ -40,7 +42,8 @@ def test_a_second_call_reads_the_cache_and_gives_the_same_figures(artifacts, tmp
     a = artifacts
     with_fresh = evaluate(baselines.copy_last, a["payload"], a["eval"], training_data=a["train"], ivf_index=a["index"], nprobe=8)
     with_cached = evaluate(baselines.copy_last, a["payload"], a["eval"], training_data=a["train"], ivf_index=a["index"], nprobe=8, fixed=second)
-    assert with_fresh.gate_metrics() == with_cached.gate_metrics()
+    inputs = measure_inputs(a["payload"], a["eval"], ContextKeys(a["eval"].context_keys), a["train"])
+    assert with_fresh.gate_metrics(inputs) == with_cached.gate_metrics(inputs)
     assert with_cached.searched["exact_queries"] == a["eval"].count + min(a["train"].count, 2000)  # only the model's own queries
 
 
