@@ -8,32 +8,16 @@ import pytest
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.ivf import index_search
 from lvmcore.plumbing.key_recovery import ContextKeys
-from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage, near_duplicate_rows, split_by_key
+from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, near_duplicate_rows, split_by_key, training_context_keys, training_eval_leakage
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
 
 pytestmark = pytest.mark.plumbing
 
 
-def eval_keys(eval_set: EvalSet, context_keys: ContextKeys) -> np.ndarray:
-    """Truth keys and every context key; recovered context keys only where the vector matched a payload row exactly."""
-    keys = context_keys.keys.reshape(-1, 2)
-    if context_keys.recovery is not None:
-        keys = keys[context_keys.recovery.exact]
-    return np.concatenate([eval_set.truth_keys, keys])
-
-
-def training_context_keys(training_data: TrainingData) -> np.ndarray:
-    """Every training context key; recovered ones only where the vector matched a payload row exactly."""
-    keys = training_data.context_keys.reshape(-1, 2)
-    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
-        keys = keys[training_data.recovered_context_keys.recovery.exact]
-    return keys
-
-
 @pytest.fixture(scope="session")
 def leakage(training_data: TrainingData, eval_set: EvalSet, eval_context_keys: ContextKeys):
-    return key_leakage(training_context_keys(training_data), training_data.truth_keys, eval_keys(eval_set, eval_context_keys))
+    return training_eval_leakage(training_data, eval_set, eval_context_keys)
 
 
 @pytest.mark.threshold("eval_article_overlap", minimum=0.0, above=False, percent=True)

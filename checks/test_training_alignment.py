@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lvmcore.plumbing.alignment import judge_alignment
-from lvmcore.plumbing.key_recovery import judge_recovered
+from lvmcore.plumbing.key_recovery import ContextKeys, judge_context_vectors
 from lvmcore.keys import nonconsecutive_context_rows
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
@@ -23,12 +23,10 @@ def test_every_training_target_matches_payload(training_data: TrainingData, trai
 
 @pytest.mark.threshold("training_context_aligned_fraction", minimum=1.0, percent=True)
 def test_every_training_context_vector_matches_payload(training_data: TrainingData, training_rows: np.ndarray, payload: Payload, threshold) -> None:
-    recovered = training_data.recovered_context_keys
-    if recovered is not None:  # no context_keys in the file: the share of context vectors found in the payload
-        verdict = judge_recovered(recovered.recovery, "training context vectors")
-    else:
-        contexts, _ = training_data.batch(training_rows)
-        verdict = judge_alignment(contexts, training_data.context_keys[training_rows], payload, "training context vectors")
+    recovered = training_data.recovered_context_keys  # without context_keys in the file: the share of context vectors found in the payload
+    contexts, _ = training_data.batch(training_rows)
+    keys = recovered if recovered is not None else ContextKeys(training_data.context_keys[training_rows])
+    verdict = judge_context_vectors(contexts, keys, payload, "training context vectors")
     threshold.check(verdict.fraction, cause=verdict.cause, details=verdict.details, context=verdict.summary)
 
 

@@ -22,8 +22,8 @@ from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData
 from lvmcore.plumbing.alignment import AlignmentVerdict, judge_alignment
-from lvmcore.plumbing.key_recovery import ContextKeys, judge_recovered
-from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, key_leakage
+from lvmcore.plumbing.key_recovery import ContextKeys, judge_context_vectors
+from lvmcore.plumbing.leakage import NEAR_DUPLICATE_COSINE, training_eval_leakage
 from lvmcore.sampling import sample_rows
 
 TRAINING_SAMPLE = 5_000  # training windows aligned (25,000 context vectors at C = 5): a second at D = 768
@@ -55,10 +55,7 @@ def _verdict_cause(verdict: AlignmentVerdict) -> str:
 
 def eval_alignment(eval_set: EvalSet, payload: Payload, context_keys: ContextKeys) -> tuple[AlignmentVerdict, AlignmentVerdict]:
     """(contexts, targets) against the payload, by stored or recovered keys, as plumbing judges them."""
-    if context_keys.recovery is not None:
-        contexts = judge_recovered(context_keys.recovery, "context vectors")
-    else:
-        contexts = judge_alignment(eval_set.contexts, context_keys.keys, payload, "context vectors")
+    contexts = judge_context_vectors(eval_set.contexts, context_keys, payload, "context vectors")
     targets = judge_alignment(eval_set.targets, eval_set.truth_keys, payload, "targets")
     return contexts, targets
 
@@ -69,28 +66,15 @@ def training_alignment(training_data: TrainingData, payload: Payload, seed: int 
     contexts, targets = training_data.batch(rows)
     target = judge_alignment(targets, training_data.truth_keys[rows], payload, "training targets")
     recovered = training_data.recovered_context_keys
-    if recovered is not None:
-        context = judge_recovered(recovered.recovery, "training context vectors")
-    else:
-        context = judge_alignment(contexts, training_data.context_keys[rows], payload, "training context vectors")
+    keys = recovered if recovered is not None else ContextKeys(training_data.context_keys[rows])
+    context = judge_context_vectors(contexts, keys, payload, "training context vectors")
     cause = "; ".join(c for c in (target.cause, context.cause) if c)
     return target.fraction, context.fraction, cause, len(rows)
 
 
-def eval_keys(eval_set: EvalSet, context_keys: ContextKeys) -> np.ndarray:
-    """Truth keys and every context key; recovered context keys only where the vector matched a payload row exactly."""
-    keys = context_keys.keys.reshape(-1, 2)
-    if context_keys.recovery is not None:
-        keys = keys[context_keys.recovery.exact]
-    return np.concatenate([eval_set.truth_keys, keys])
-
-
 def training_leakage(training_data: TrainingData, eval_set: EvalSet, context_keys: ContextKeys) -> tuple[float, float]:
-    """(article overlap, chunk-key overlap) of the eval keys with the training windows' keys."""
-    train_context_keys = training_data.context_keys.reshape(-1, 2)
-    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
-        train_context_keys = train_context_keys[training_data.recovered_context_keys.recovery.exact]
-    leakage = key_leakage(train_context_keys, training_data.truth_keys, eval_keys(eval_set, context_keys))
+    """(article overlap, chunk-key overlap) of the eval keys with the training windows' keys (plumbing's figures)."""
+    leakage = training_eval_leakage(training_data, eval_set, context_keys)
     return leakage.article_overlap, leakage.chunk_key_overlap
 
 

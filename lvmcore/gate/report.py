@@ -17,7 +17,7 @@ from typing import Any
 from lvmcore.artifacts.history import TrainingHistory, read_history
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
-from lvmcore.gate.decision import Decision, GateMetrics
+from lvmcore.gate.decision import PRIORITY, Decision, GateMetrics
 
 PLOT_DPI = 90
 
@@ -75,7 +75,6 @@ def figures_of(report: dict[str, Any]) -> GateFigures | None:
 
 
 ARTIFACT_ERROR_RECORD = "artifact_error"  # the recorder's record of an artifact error that stopped this subject's checks
-PRIORITY = ("check_data", "check_model", "check_training", "check_index", "pivot_two_tower", "below_baseline", "train_more")
 
 
 def _artifact_decision(report: dict[str, Any]) -> dict[str, Any] | None:

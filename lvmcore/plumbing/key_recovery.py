@@ -29,7 +29,7 @@ from lvmcore.artifacts.payload import Payload
 from lvmcore.blocks import take_rows
 from lvmcore.keys import MAX_ARTICLE, MAX_CHUNK, pack_keys
 from lvmcore.progress import phase
-from lvmcore.plumbing.alignment import ALIGNED_COSINE, AlignmentVerdict
+from lvmcore.plumbing.alignment import ALIGNED_COSINE, AlignmentVerdict, judge_alignment
 from lvmcore.sampling import sample_rows
 from lvmcore.search.exact import exact_search
 from lvmcore.vectors import cosine_rows, row_digests
@@ -236,3 +236,10 @@ def judge_recovered(recovery: KeyRecovery, what: str) -> AlignmentVerdict:
                      "random chunks score about 0.1-0.2) (rows 1-2); rebuild them from the payload by key")
     summary = f"{recovery.count} {what} checked; keys recovered from the payload (the file has no context_keys): {recovery.summary()}."
     return AlignmentVerdict(fraction, cause, recovery.figures(), summary)
+
+
+def judge_context_vectors(contexts: np.ndarray, context_keys: ContextKeys, payload: Payload, what: str) -> AlignmentVerdict:
+    """Context vectors against the payload: by stored keys (`judge_alignment`), or, recovered, the share found (`judge_recovered`)."""
+    if context_keys.recovery is not None:
+        return judge_recovered(context_keys.recovery, what)
+    return judge_alignment(contexts, context_keys.keys, payload, what)

@@ -8,6 +8,9 @@ import numpy as np
 
 from typing import Callable
 
+from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.training_data import TrainingData
+from lvmcore.plumbing.key_recovery import ContextKeys
 from lvmcore.search.exact import exact_search
 from lvmcore.keys import KeyIndex, key_overlap, value_overlap
 
@@ -104,3 +107,24 @@ def split_by_key(rows: np.ndarray, eval_keys: np.ndarray, training_keys: np.ndar
     """`near_duplicate_rows`' answer with each eval key (M, 2) looked up among the training keys (T, 2)."""
     trained = KeyIndex.from_keys(np.asarray(training_keys).reshape(-1, 2)).contains(np.asarray(eval_keys).reshape(-1, 2))
     return NearDuplicates(np.asarray(rows, dtype=bool), trained)
+
+
+def eval_keys(eval_set: EvalSet, context_keys: ContextKeys) -> np.ndarray:
+    """Truth keys and every context key; recovered context keys only where the vector matched a payload row exactly."""
+    keys = context_keys.keys.reshape(-1, 2)
+    if context_keys.recovery is not None:
+        keys = keys[context_keys.recovery.exact]
+    return np.concatenate([eval_set.truth_keys, keys])
+
+
+def training_context_keys(training_data: TrainingData) -> np.ndarray:
+    """Every training context key; recovered ones only where the vector matched a payload row exactly."""
+    keys = training_data.context_keys.reshape(-1, 2)
+    if training_data.recovered_context_keys is not None:  # unmatched training contexts have no key to compare
+        keys = keys[training_data.recovered_context_keys.recovery.exact]
+    return keys
+
+
+def training_eval_leakage(training_data: TrainingData, eval_set: EvalSet, context_keys: ContextKeys) -> Leakage:
+    """Article and chunk-key overlap of the eval set (truths and contexts) with the training windows: plumbing's and the gate's."""
+    return key_leakage(training_context_keys(training_data), training_data.truth_keys, eval_keys(eval_set, context_keys))
