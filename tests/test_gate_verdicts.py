@@ -163,3 +163,16 @@ def test_overrides_reach_the_decision_and_continue_exits_zero(verdicts) -> None:
     assert code == 0 and reports["copier"]["decision"]["action"] == "continue", (code, reports["copier"]["decision"], out[-3000:])
     code, reports, _ = gate(root, "--predictions", copier, *loosened[:-2], run="offset-kept")
     assert code == 1 and reports["copier"]["decision"]["action"] == "train_more" and "peaks at k=+0" in reports["copier"]["decision"]["reason"]
+
+
+def test_the_readme_table_is_the_tested_table() -> None:
+    """README's table of models and decisions lists exactly the cases above, with the decisions they get."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| case in `tests/test_gate_verdicts.py`"):].split("\n\n")[0].splitlines()[2:]
+    listed = {}
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name in cells[0].split(":")[0].replace("`", "").split(", "):
+            listed.setdefault(name, cells[1].split()[0].strip("`"))
+    for case, action, _ in EXPECTED:
+        assert listed.get(case) == action, (case, action, listed.get(case))
