@@ -267,13 +267,13 @@ def elsewhere_hits(top_rows: np.ndarray, payload_keys: np.ndarray, truth_keys: n
     is_truth = valid & (sorted_codes[position] == top_codes)
     other_article = top_keys[..., 0] != truth_keys[:, :1]
     hits = (is_truth & other_article).any(axis=1)
-    payload_codes = pack_keys(keys)
-    truth_articles, article_counts = np.unique(truth_keys[:, 0], return_counts=True)
-    distinct_truths = np.unique(truth_codes)
-    truth_rows_total = int(np.isin(payload_codes, distinct_truths).sum())
-    per_article = {a: int(np.isin(payload_codes, np.unique(truth_codes[truth_keys[:, 0] == a])).sum()) for a in truth_articles}
-    own_truth_rows = np.array([per_article[a] for a in truth_keys[:, 0]])
-    q = (truth_rows_total - own_truth_rows) / max(1, len(keys))
+    truth_rows = np.isin(pack_keys(keys), truth_codes)  # payload rows holding some eval truth key: one pass over the payload
+    articles, per_article = np.unique(keys[truth_rows, 0], return_counts=True)
+    own_truth_rows = np.zeros(len(truth_keys), dtype=np.int64)  # truth rows of the row's own article: never "elsewhere"
+    if len(articles):
+        position = np.clip(np.searchsorted(articles, truth_keys[:, 0]), 0, len(articles) - 1)
+        own_truth_rows = np.where(articles[position] == truth_keys[:, 0], per_article[position], 0)
+    q = (int(truth_rows.sum()) - own_truth_rows) / max(1, len(keys))
     return hits, 1.0 - (1.0 - q) ** k
 
 
