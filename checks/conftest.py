@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, payload_digests, plumbing_index, training_data  # noqa: F401  (fixtures)
-from fixtures.gate import checkpoint_findings, checkpoint_nonfinite_weights, checkpoint_record, gate_cache, gate_eval_set, gate_evaluation, gate_fixed_results, gate_inputs, gate_metrics, training_history  # noqa: F401  (fixtures)
+from fixtures.gate import checkpoint_findings, checkpoint_nonfinite_weights, checkpoint_record, gate_cache, gate_eval_fingerprint, gate_eval_set, gate_evaluation, gate_fixed_results, gate_inputs, gate_metrics, training_history  # noqa: F401  (fixtures)
 from fixtures.recorder import record  # noqa: F401  (fixture)
 from fixtures.thresholds import gate_bounds, threshold  # noqa: F401  (fixtures)
 from lvmcore.artifacts.evalset import EvalSet

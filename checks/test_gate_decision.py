@@ -28,13 +28,13 @@ def test_decision(checkpoint_path, gate_metrics: GateMetrics, gate_bounds: dict[
 
 
 def test_gate_figures_for_report(checkpoint_path, gate_evaluation: GateEvaluation, gate_metrics: GateMetrics, gate_bounds: dict[str, Bound],
-                                 checkpoint_record: CheckpointRecord, record) -> None:
+                                 checkpoint_record: CheckpointRecord, gate_eval_fingerprint: str, record) -> None:
     """Everything the report tables and plots need, as one typed record (`lvmcore.gate.report.GateFigures`)."""
     ev = gate_evaluation
     assert ev.model.exact.count > 0, "no eval rows were evaluated"
     figures = ev.figures(
         history_path=str(checkpoint_record.history_path),
         checkpoint={"path": str(checkpoint_path), "epoch": checkpoint_record.epoch, "step": checkpoint_record.step, "metrics": checkpoint_record.metrics},
-        metrics=gate_metrics, high_echo=gate_bounds["echo_rate"].value,
+        metrics=gate_metrics, high_echo=gate_bounds["echo_rate"].value, eval_fingerprint=gate_eval_fingerprint,
     )
     record(FIGURES_RECORD, ev.model.exact.r_at_5, shown=f"{100 * ev.model.exact.r_at_5:.2f}%", **figures.as_dict())

@@ -181,7 +181,7 @@ class GateEvaluation:
         return generalization_gap(self.train.exact, self.model.exact, self.train.cosine, self.model.cosine)
 
     def figures(self, history_path: str | None = None, checkpoint: dict[str, Any] | None = None, metrics: GateMetrics | None = None,
-                high_echo: float = HIGH_ECHO) -> GateFigures:
+                high_echo: float = HIGH_ECHO, eval_fingerprint: str | None = None) -> GateFigures:
         """The report's typed data for this evaluation (tables, plots, examples, timings)."""
         kind = self.kind(high_echo)
         sets = {"model": self.model, **{f"baseline:{k}": v for k, v in self.baselines.items()}, "oracle": self.oracle}
@@ -207,6 +207,9 @@ class GateEvaluation:
             comparisons={view: c.as_dict() for view, c in self.comparisons.items()},
             model_kind=kind[0],
             model_kind_sentence=kind[1],
+            row_ranks={"raw": self.model.exact_ranks.tolist(),
+                       **({"context_excluded": self.model.excluded_ranks.tolist()} if self.model.excluded_ranks is not None else {})},
+            eval_fingerprint=eval_fingerprint,
         )
 
     def gate_metrics(self, inputs: InputFindings, *, route: str = "checkpoint", provenance_mismatch: str | None = None,

@@ -54,6 +54,8 @@ class GateFigures:
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)  # view -> Comparison.as_dict()
     model_kind: str = ""  # predictor, echoing predictor, better neighbour finder, copier, no better than the baselines
     model_kind_sentence: str = ""
+    row_ranks: dict[str, list[int]] = field(default_factory=dict)  # view -> the model's first-hit rank per eval row (0: not in the top 50), for the run report's paired comparisons
+    eval_fingerprint: str | None = None  # the eval rows these figures are over (lvmcore.artifacts.predictions.eval_set_fingerprint)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
