@@ -65,3 +65,15 @@ def test_a_corrupted_cache_file_is_moved_aside_and_rebuilt(artifacts, tmp_path, 
     assert not was_cached and path.is_file() and path.stat().st_size > 1000
     assert len(list((tmp_path / "gate").glob("*.corrupt-*"))) == 1
     assert cached(artifacts, tmp_path)[1]  # and the rebuilt entry is read next time
+
+
+def test_a_registered_baseline_appears_with_a_warm_cache(artifacts, tmp_path, monkeypatch) -> None:
+    """ARCHITECTURE.md's recipe: register a baseline, and the next session computes and reports it, cache or not."""
+    cached(artifacts, tmp_path)
+    assert cached(artifacts, tmp_path)[1]  # warm
+    monkeypatch.setitem(baselines.CONTEXT_BASELINES, "first_context", lambda contexts: baselines.copy_last(contexts[:, :1, :]))
+    fixed, was_cached = cached(artifacts, tmp_path)
+    assert not was_cached and "first_context" in fixed.baseline_names
+    a = artifacts
+    result = evaluate(baselines.copy_last, a["payload"], a["eval"], training_data=a["train"], ivf_index=a["index"], nprobe=8, fixed=fixed)
+    assert "first_context" in result.baselines and result.baselines["first_context"].exact.count == a["eval"].count

@@ -16,7 +16,9 @@ with the target itself scores 100% and proves nothing: FAILURE_MODES row 12). Th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -24,6 +26,7 @@ import numpy as np
 from lvmcore.vectors import l2_normalize
 
 RIDGE_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge strength as a fraction of the mean feature variance
+ContextBaseline = Callable[[np.ndarray], np.ndarray]  # contexts (M, C, D) -> predictions (M, D)
 
 
 def copy_last(contexts: np.ndarray) -> np.ndarray:
@@ -34,6 +37,19 @@ def copy_last(contexts: np.ndarray) -> np.ndarray:
 def mean_of_context(contexts: np.ndarray) -> np.ndarray:
     """(M, C, D) -> (M, D): the normalized mean of the context vectors."""
     return l2_normalize(np.asarray(contexts, dtype=np.float32).mean(axis=1))  # (M, D)
+
+
+# The registry: every baseline computed from the contexts alone, by the name the reports and the gates use.
+# A new one is a function here and a line below; the baselines cache (lvmcore.gate.fixed_sets) is keyed by
+# `registry_identity()`, so a warm cache never hides it.
+CONTEXT_BASELINES: dict[str, ContextBaseline] = {"copy_last": copy_last, "mean_context": mean_of_context}
+FITTED_BASELINES = ("ridge",)  # fitted on training windows: only with training data
+
+
+def registry_identity() -> str:
+    """What the baselines cache must match: the registered names and this module's source (an edited baseline is a new one)."""
+    source = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
+    return f"{','.join([*CONTEXT_BASELINES, *FITTED_BASELINES])}@{source}"
 
 
 @dataclass(frozen=True)

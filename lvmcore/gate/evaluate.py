@@ -340,7 +340,7 @@ def fixed_results(payload: Payload, eval_set: EvalSet, training_data: TrainingDa
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     contexts, targets = eval_set.contexts, eval_set.targets
-    baseline_preds = {"copy_last": base.copy_last(contexts), "mean_context": base.mean_of_context(contexts)}
+    baseline_preds = {name: baseline(contexts) for name, baseline in base.CONTEXT_BASELINES.items()}
     ridge_alpha = None
     if training_data is not None and training_data.count > 0:
         with phase(f"gate: ridge baseline ({min(training_data.count, ridge_windows):,} training windows)"):

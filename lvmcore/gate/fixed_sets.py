@@ -24,6 +24,7 @@ from lvmcore.blocks import update_digest
 from lvmcore.errors import exception_reason
 from lvmcore.files import CACHE_TEMP_MIN_AGE_S, remove_orphan_temps, set_aside, write_atomic
 from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, FixedResults, Found, QuerySet, fixed_results, search_depth
+from lvmcore.gate.baselines import registry_identity
 
 CACHE_VERSION = 1
 
@@ -46,6 +47,7 @@ def cache_key(payload: Payload, eval_set: EvalSet, training_data: TrainingData |
     parts = {
         "version": CACHE_VERSION, "payload": payload.content_hash, "eval": eval_set_fingerprint(eval_set), "train": training_fingerprint(training_data),
         "depth": search_depth(eval_set), "index": index_identity, "nprobe": nprobe, "ridge_windows": ridge_windows, "seed": seed,
+        "baselines": registry_identity(),
     }
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
 
