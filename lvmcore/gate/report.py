@@ -260,11 +260,20 @@ def _cell(text: Any) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
+def status_text(record: dict[str, Any]) -> str:
+    """A record's status as the terminal summary and report.md show it: "info", or "PASS (good)" / "FAIL" with the level reached."""
+    if record["status"] == "info":
+        return "info"
+    reached = record.get("level_reached")
+    text = record["status"].upper()
+    return f"{text} ({reached})" if reached else text
+
+
 def summary_table(records: list[dict[str, Any]]) -> list[str]:
     checked = [r for r in records if r.get("status") in ("pass", "fail")]
     lines = ["| check | measured | threshold | status | likely cause |", "|---|---|---|---|---|"]
     for r in sorted(checked, key=lambda r: (r["status"] != "fail", r["check"])):
-        status = r["status"].upper() + (f" ({r['level_reached']})" if r.get("level_reached") else "")
+        status = status_text(r)
         lines.append(f"| {_cell(r['check'])} | {_cell(r.get('shown'))} | {_cell(r.get('threshold'))} ({_cell(r.get('level_required'))}) | {status} | {_cell(r.get('cause'))} |")
     return lines if checked else ["(no thresholded checks recorded)"]
 
