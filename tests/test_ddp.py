@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from lvmcore.training.loss import training_step
 from lvmcore.models import PRESETS, build_model
+from rank_harness import spawn_ranks
 from train.ddp import all_gather_rows, average_gradients, mean_over_ranks
 
 DIM, CONTEXT, BATCH, MICRO, WORLD = 16, 5, 32, 8, 2
@@ -30,12 +28,6 @@ def make_inputs(hard: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | N
 def make_model(preset: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(PRESETS[preset](dim=DIM)).eval()  # eval: no dropout, so ranks and the reference agree
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 CASES = [("mamba-xs", 0), ("mamba-xs", 1), ("two-tower", 0), ("two-tower", 1)]
@@ -71,17 +63,7 @@ def worker(rank: int, port: int, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("ddp") / "rank0.pt"
-    previous = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
-    finally:
-        if previous is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = previous
-    return torch.load(out, weights_only=True)
+    return spawn_ranks(worker, WORLD, tmp_path_factory.mktemp("ddp") / "rank0.pt")
 
 
 @pytest.mark.parametrize("preset,hard", CASES)
