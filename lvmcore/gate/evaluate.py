@@ -28,7 +28,7 @@ import numpy as np
 
 from lvmcore.gate import baselines as base
 from lvmcore.errors import ArtifactError
-from lvmcore.gate.comparison import HIGH_ECHO, Comparison, compare_to_best, model_kind
+from lvmcore.gate.comparison import HIGH_ECHO, Comparison, best_baseline, compare_to_best, model_kind
 from lvmcore.gate.decision import GateMetrics
 from lvmcore.gate.health import PredictionHealth, prediction_health
 from lvmcore.gate.inputs import InputFindings
@@ -586,8 +586,7 @@ def evaluate(
         sweep_copy = offset_sweep(payload, copy_last.queries, last, eval_set.context_length, None)
     pos_hist, neg_hist = cosine_histograms(model_set.queries, model_set.targets)  # step 4
     baseline_results = {name: results[name] for name in fixed.baseline_names}
-    best = compare_to_best("raw", results["model"].exact_ranks, {n: r.exact_ranks for n, r in baseline_results.items()}, seed,
-                           {n: r.cosine for n, r in baseline_results.items()}).baseline
+    best = best_baseline({n: r.exact_ranks for n, r in baseline_results.items()}, {n: r.cosine for n, r in baseline_results.items()})
     truth_vectors, truth_found = payload.vectors_of(eval_set.truth_keys)
     health = prediction_health(model_set.queries, eval_set.contexts, model_set.targets, eval_set.truth_keys,
                                truth_vectors if bank_fn is None else bank_fn(truth_vectors), truth_found, baseline_results[best].cosine,
