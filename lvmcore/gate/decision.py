@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from lvmcore.gate.levels import Bound, eval_rows_needed  # noqa: F401  (eval_rows_needed: re-exported for callers)
+from lvmcore.gate.levels import Bound
 
 ACTIONS = ("continue", "train_more", "check_index", "check_data", "check_model", "check_training", "pivot_two_tower", "below_baseline")
 DELTA_SEPARATES = 0.10  # delta at or above it: the model separates its own target from other rows' (separation_delta's good level)
