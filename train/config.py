@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m train",
         description="Train a latent vector model with InfoNCE over the effective batch; "
-        "writes history.json and checkpoints (last.pt, epoch_NNN.pt, best.pt by validation R@5) into --out.",
+        "writes history.json and checkpoints (last.pt, epoch_NNN.pt, best.pt by validation R@5 with each window's own context excluded) into --out.",
     )
     d = TrainConfig(out="OUT")  # the defaults
     parser.add_argument("--out", required=True, help="run directory")

@@ -44,7 +44,7 @@ from train.data import HardNegativeSampler, TrainingBank, TrainingSplits, assemb
 from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
 from train.resume import check_out_dir, load_into, make_out_dir, read_resume_state, refuse_existing_run, remove_run_files, resume_path, rewind
-from train.validation import validate
+from train.validation import BEST_BY, validate
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm went NaN/inf; the message is one line naming the step."""
@@ -206,6 +206,7 @@ class Trainer:
             "effective_batch": self.config.effective_batch * self.dist.world_size,
             "steps_per_epoch": self.steps_per_epoch,
             "model_config": self.model_config.to_dict(),
+            "best_by": BEST_BY,  # the validation figure best.pt is chosen by
             "loss": self.config.loss,
             "bank_negatives": self.bank_negatives,  # None: in-batch; 0: the full bank; else rows sampled per step
             "bank_size": self.bank_size,  # columns each positive is scored against
@@ -427,6 +428,7 @@ class Trainer:
             "val_cosine": metrics["val_cosine"],
             "val_r_at_1": metrics["val_r_at_1"],
             "val_r_at_5": metrics["val_r_at_5"],
+            "val_excluded_r_at_5": metrics["val_excluded_r_at_5"],
             "val_delta": metrics["val_delta"],
             "val_auc": metrics["val_auc"],
             "val_windows": metrics["val_windows"],
@@ -443,13 +445,14 @@ class Trainer:
         }
         # the next epoch's position goes into last.pt, so a resume after this point starts the next epoch
         self.progress = EpochProgress(epoch=epoch + 1)
-        improved = metrics["val_r_at_5"] > self.best_r_at_5
+        improved = metrics[BEST_BY] > self.best_r_at_5  # best_r_at_5 holds the best BEST_BY so far
         if improved:
-            self.best_r_at_5 = metrics["val_r_at_5"]
+            self.best_r_at_5 = metrics[BEST_BY]
         row["best"] = improved
+        row["best_by"] = BEST_BY
         self.save(name, epoch + 1, metrics)
         if improved:
-            self.save("best.pt", epoch + 1, {**metrics, "chosen_by": "val_r_at_5"})
+            self.save("best.pt", epoch + 1, {**metrics, "chosen_by": BEST_BY})
         record = EpochRecord.from_dict(None, row)
         self.history.epochs.append(record)
         self.write_history()  # before the gate: it reads this epoch's row

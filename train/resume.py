@@ -27,6 +27,7 @@ from lvmcore.artifacts.validate import require_file, require_int, require_number
 from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.files import write_atomic
 from train.config import LAST_CHECKPOINT
+from train.validation import BEST_BY
 
 STATE_FIELDS = ("model_state", "optimizer_state", "scheduler_state", "rng_state", "train_config", "resume")
 
@@ -201,7 +202,7 @@ def rewind(out: Path, checkpoint: Path, epoch_done: int, history: TrainingHistor
         return
     kept = [row for row in history.epochs if row.checkpoint and Path(row.checkpoint).name == row.checkpoint]
     flagged = [row for row in kept if row.extra.get("best") is True]  # the loop marks each epoch that improved
-    chosen = flagged[-1] if flagged else max(kept, key=lambda row: row.val_r_at_5, default=None)
+    chosen = flagged[-1] if flagged else max(kept, key=lambda row: row.extra.get(BEST_BY, row.val_r_at_5), default=None)
     try:
         content = read_checkpoint_dict(out / chosen.checkpoint) if chosen is not None else None
     except ArtifactError:
@@ -210,5 +211,5 @@ def rewind(out: Path, checkpoint: Path, epoch_done: int, history: TrainingHistor
         best.unlink()  # from an epoch this run no longer has, and no kept epoch to take its place
         return
     metrics = content.get("metrics")
-    content["metrics"] = {**(metrics if isinstance(metrics, dict) else {}), "chosen_by": "val_r_at_5"}
+    content["metrics"] = {**(metrics if isinstance(metrics, dict) else {}), "chosen_by": BEST_BY}
     save_checkpoint(best, content)
