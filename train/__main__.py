@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         best = max(rows, key=lambda r: r.get(BEST_BY, -1.0))
         print(
-            f"done in {time.perf_counter() - started:.1f} s: {len(rows)} epoch(s), best epoch {best['epoch']} by validation R@5 with its own context "
-            f"excluded {best.get(BEST_BY, float('nan')):.4f} (raw R@5 {best['val_r_at_5']:.4f}, R@1 {best['val_r_at_1']:.4f}, cosine {best['val_cosine']:.4f}); "
-            f"{config.out}/history.json"
+            f"done in {time.perf_counter() - started:.1f} s: {len(rows)} epoch(s), best epoch {best['epoch']} by validation R@5 over copy-last, context excluded: "
+            f"paired lower bound {100 * best.get(BEST_BY, float('nan')):+.2f} points (R@5 excluded {best.get('val_excluded_r_at_5', float('nan')):.4f}, "
+            f"raw {best['val_r_at_5']:.4f}, R@1 {best['val_r_at_1']:.4f}, cosine {best['val_cosine']:.4f}); {config.out}/history.json"
         )
     return 0
 

@@ -1,7 +1,8 @@
 """`--gate-every-epoch`: run the gate suite on each epoch's checkpoint in a subprocess and record its decision.
 
 The gate suite (`pytest checks -m gate`) writes `REPORT_DIR/gates/epoch_NNN/report.json`; we
-store its exit code and `report["decision"]` in the epoch's history row. A missing or unreadable
+store its exit code and `report["decision"]` in the epoch's history row, and refresh the run-level
+report (`REPORT_DIR/gates/run.md`: every epoch gated so far, and which to keep). A missing or unreadable
 report is recorded as such (with the exit code), never guessed: FAILURE_MODES row 11 was a gate
 whose decision read a key that did not exist and so always said R@5 = 0.
 """
@@ -13,6 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from lvmcore.errors import ArtifactError
+from lvmcore.gate.run_report import write_run_report
 
 GATE_RUN_NAME = "gates"
 DEFAULT_PYTEST = (sys.executable, "-m", "pytest")
@@ -84,7 +88,16 @@ def run_gate(
         failed = sorted({r["check"] for r in content.get("records", []) if r.get("status") == "fail"})
     except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
         decision = "report unreadable"
-    return {"exit_code": exit_code, "decision": decision, "failed_checks": failed, "report": relative, "log": str(log.relative_to(run_dir))}
+    return {"exit_code": exit_code, "decision": decision, "failed_checks": failed, "report": relative, "log": str(log.relative_to(run_dir)),
+            "run_report": refresh_run_report(report.parent.parent, run_dir)}
+
+
+def refresh_run_report(gates: Path, run_dir: Path) -> str:
+    """Rewrite the run-level report (every epoch gated so far, and which to keep); its path, or why there is none yet."""
+    try:
+        return str(write_run_report(gates).relative_to(run_dir))
+    except ArtifactError as exc:
+        return f"not written: {exc}"
 
 
 def gate_summary(gate: dict[str, Any], run_dir: Path) -> str:

@@ -429,6 +429,8 @@ class Trainer:
             "val_r_at_1": metrics["val_r_at_1"],
             "val_r_at_5": metrics["val_r_at_5"],
             "val_excluded_r_at_5": metrics["val_excluded_r_at_5"],
+            "val_copy_last_excluded_r_at_5": metrics["val_copy_last_excluded_r_at_5"],
+            "val_excluded_over_copy_last_low": metrics["val_excluded_over_copy_last_low"],
             "val_delta": metrics["val_delta"],
             "val_auc": metrics["val_auc"],
             "val_windows": metrics["val_windows"],
