@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from fixtures import DEFAULT_DATA  # resolved from the installed package, not the working directory
 from lvmcore.models import PRESETS
+from lvmcore.plumbing.user_files import ReadOptions
 from lvmcore.training.loss import LOSSES
 
 # The bank loss scores the whole training bank exactly up to this many columns; a larger bank is
@@ -59,6 +60,8 @@ class TrainConfig:
     train_data: str = str(DEFAULT_DATA / "train.json")
     validation_data: str | None = str(DEFAULT_DATA / "validation.json")
     eval_set: str | None = str(DEFAULT_DATA / "eval.npz")
+    allow_pickle: bool = False  # read pickles (object arrays, a pickled payload .npy) through the restricted unpickler, as the suite's --allow-pickle
+    field_mapping: list[str] = field(default_factory=list)  # --field NAME=ARRAY lines, as the suite's --field: our field read from the file's array
     batch_size: int = 256  # windows per micro-batch (per process)
     accumulation: int = 1  # micro-batches per optimizer step; all of them share one InfoNCE
     lr: float = 1e-3
@@ -97,6 +100,10 @@ class TrainConfig:
             problems.append("--overwrite starts the run over and --resume continues it: give one of them")
         if isinstance(self.resume, str) and not self.resume.strip():
             problems.append("--resume was given an empty name; pass nothing for OUT/last.pt, or a checkpoint such as epoch_002.pt")
+        try:
+            self.read_options()
+        except ValueError as exc:  # FieldMappingError: the suite's own words
+            problems.append(f"--field: {exc}")
         if self.preset not in PRESETS:
             problems.append(f"--preset must be one of {', '.join(sorted(PRESETS))}, got {self.preset!r}")
         if self.epochs < 1:
@@ -133,6 +140,10 @@ class TrainConfig:
             problems.append(f"--bank-negatives must be >= 0 (0: the full bank), got {self.bank_negatives}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def read_options(self) -> ReadOptions:
+        """How the payload, training, validation and eval files are read: the suite's `--field` and `--allow-pickle`."""
+        return ReadOptions.from_lines(list(self.field_mapping), self.allow_pickle)
 
     def resume_checkpoint(self) -> Path | None:
         """The checkpoint `--resume` names: OUT/last.pt for the bare flag, a bare name inside OUT, else the path as given."""
@@ -175,7 +186,8 @@ class OneLineParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         namespace, extras = super().parse_known_args(args, namespace)
         for action in self._actions:  # `--lr=--` reaches us as [] (argparse drops a "--" value): refuse it like any bad value
-            if action.option_strings and action.nargs is None and isinstance(getattr(namespace, action.dest, None), list):
+            appends = isinstance(action, argparse._AppendAction)  # --field collects a list: its values are checked one by one
+            if action.option_strings and action.nargs is None and not appends and isinstance(getattr(namespace, action.dest, None), list):
                 self.error(f"argument {action.option_strings[0]}: expected one value")
         return namespace, extras
 
@@ -190,14 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--preset", default=d.preset, help="model preset from lvmcore.models.PRESETS (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--payload", default=d.payload, help="payload directory (default: %(default)s)")
-    parser.add_argument("--train-data", default=d.train_data, help="windows spec (.json) or .npz (default: %(default)s)")
+    parser.add_argument("--payload", default=d.payload,
+                        help="payload: a directory in our format, a source-vectors .npz, or a pickled payload .npy (with --allow-pickle) (default: %(default)s)")
+    parser.add_argument("--train-data", default=d.train_data,
+                        help="windows spec (.json) or an .npz in any layout the suite reads; without context_keys each context "
+                        "vector's key is recovered from the payload, and the file is refused when some match no payload row (default: %(default)s)")
     parser.add_argument(
         "--validation-data",
         default=d.validation_data,
         help="held-out windows; pass '' to split the training articles by a seeded hash instead (default: %(default)s)",
     )
-    parser.add_argument("--eval-set", default=d.eval_set, help="eval set for --gate-every-epoch (default: %(default)s)")
+    parser.add_argument("--eval-set", default=d.eval_set, help="eval set for --gate-every-epoch, in any layout the suite reads (default: %(default)s)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="read pickles (a pickled payload .npy, object arrays such as eval v3's provenance) through the suite's restricted "
+                        "unpickler; passed on to the gate; never read without this flag")
+    parser.add_argument("--field", dest="field_mapping", action="append", default=[], metavar="NAME=ARRAY",
+                        help="read our field NAME from the file's array ARRAY, for a layout we do not know (repeatable; the suite's --field, passed on to the gate)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per micro-batch per process")
     parser.add_argument("--accumulation", type=int, default=d.accumulation, help="micro-batches per optimizer step (one shared InfoNCE)")
     parser.add_argument("--lr", type=float, default=d.lr)

@@ -16,9 +16,11 @@ import numpy as np
 from lvmcore.blocks import take_rows
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import pack_keys
-from lvmcore.artifacts.payload import Payload, load_payload
-from lvmcore.artifacts.training_data import TrainingData, load_training_data, windows_from_payload
+from lvmcore.artifacts.payload import Payload
+from lvmcore.artifacts.training_data import TrainingData, windows_from_payload
 from lvmcore.artifacts.windows import document_split
+from lvmcore.plumbing.key_recovery import PayloadDigests
+from lvmcore.plumbing.user_files import ReadOptions, read_payload, read_training
 
 
 @dataclass
@@ -50,20 +52,37 @@ def select_articles(data: TrainingData, articles: np.ndarray, name: str) -> Trai
     )
 
 
-def load_splits(payload_dir: str | Path, train_path: str | Path, validation_path: str | Path | None, seed: int, validation_fraction: float) -> TrainingSplits:
-    """Load the payload and the windows; without validation data, split the training articles by seeded hash.
+def load_splits(
+    payload_path: str | Path,
+    train_path: str | Path,
+    validation_path: str | Path | None,
+    seed: int,
+    validation_fraction: float,
+    options: ReadOptions = ReadOptions(),
+) -> TrainingSplits:
+    """Load the payload and the windows, in any layout the suite reads (`lvmcore.plumbing.user_files`, the
+    suite's own reader, with the same `--field` and `--allow-pickle`); without validation data, split the
+    training articles by seeded hash.
 
-    Raises ArtifactError when training and validation share an article (FAILURE_MODES row 5:
-    a random split over overlapping windows leaked 91.5% of the eval articles).
+    A file without context_keys gets them recovered from the payload, and is refused when some context
+    vector matches no payload row. Raises ArtifactError when training and validation share an article
+    (FAILURE_MODES row 5: a random split over overlapping windows leaked 91.5% of the eval articles).
     """
-    payload = load_payload(payload_dir)
-    train = load_training_data(train_path, payload)
+    payload = read_payload(payload_path, options)
+    digests: list[PayloadDigests] = []  # computed once, and only when a file has no context_keys
+
+    def payload_digests() -> PayloadDigests:
+        if not digests:
+            digests.append(PayloadDigests.of(payload))
+        return digests[0]
+
+    train = read_training(train_path, payload, options, digests=payload_digests, require_keys=True)
     if validation_path is None:
         parts = document_split(train.articles, {"train": 1.0 - validation_fraction, "validation": validation_fraction}, seed=seed)
         validation = select_articles(train, parts["validation"], "validation")
         train = select_articles(train, parts["train"], "train")
     else:
-        validation = load_training_data(validation_path, payload)
+        validation = read_training(validation_path, payload, options, digests=payload_digests, require_keys=True)
         shared = np.intersect1d(train.articles, validation.articles)
         if shared.size:
             raise ArtifactError(

@@ -17,6 +17,7 @@ from typing import Any
 
 from lvmcore.errors import ArtifactError
 from lvmcore.gate.run_report import write_run_report
+from lvmcore.plumbing.user_files import ReadOptions
 
 GATE_RUN_NAME = "gates"
 DEFAULT_PYTEST = (sys.executable, "-m", "pytest")
@@ -24,8 +25,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]  # where `checks/` and the root 
 
 
 def gate_command(
-    checkpoint: Path, payload: str, eval_set: str, train_data: str, report_dir: Path, pytest_command: tuple[str, ...] = DEFAULT_PYTEST
+    checkpoint: Path,
+    payload: str,
+    eval_set: str,
+    train_data: str,
+    report_dir: Path,
+    pytest_command: tuple[str, ...] = DEFAULT_PYTEST,
+    read_options: ReadOptions = ReadOptions(),
 ) -> list[str]:
+    """The suite's command line for one checkpoint: the trainer's files, read with the trainer's `--field` and `--allow-pickle`."""
     absolute = lambda p: str(Path(p).resolve())  # noqa: E731  the gate runs from the repository root
     return [
         *pytest_command,
@@ -46,6 +54,7 @@ def gate_command(
         absolute(report_dir),
         "--run-name",
         GATE_RUN_NAME,
+        *read_options.as_args(),
     ]
 
 
@@ -56,6 +65,7 @@ def run_gate(
     payload: str,
     eval_set: str,
     train_data: str,
+    read_options: ReadOptions = ReadOptions(),
     pytest_command: tuple[str, ...] = DEFAULT_PYTEST,
     cwd: Path | None = None,
     timeout_s: float | None = None,
@@ -71,7 +81,7 @@ def run_gate(
     report = report_dir / GATE_RUN_NAME / Path(checkpoint).stem / "report.json"
     log = report_dir / GATE_RUN_NAME / f"{Path(checkpoint).stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = gate_command(Path(checkpoint), payload, eval_set, train_data, report_dir, pytest_command)
+    command = gate_command(Path(checkpoint), payload, eval_set, train_data, report_dir, pytest_command, read_options)
     with log.open("w") as out:
         try:
             exit_code = subprocess.run(command, cwd=cwd or REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s, check=False).returncode

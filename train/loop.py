@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lvmcore.artifacts.checkpoint import save_checkpoint
-from lvmcore.artifacts.evalset import load_eval_set
+from lvmcore.plumbing.user_files import read_eval_rows
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history, write_history
 from lvmcore.errors import ArtifactError
 from lvmcore.files import remove_orphan_temps
@@ -127,10 +127,12 @@ class Trainer:
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(config.seed)
-        self.splits: TrainingSplits = load_splits(config.payload, config.train_data, config.validation_data, config.seed, config.validation_fraction)
+        self.read_options = config.read_options()
+        self.splits: TrainingSplits = load_splits(config.payload, config.train_data, config.validation_data, config.seed, config.validation_fraction,
+                                                  self.read_options)
         payload = self.splits.payload
         if config.gate_every_epoch and config.eval_set is not None:
-            load_eval_set(config.eval_set, expected_dim=payload.dim)  # checked now, not after the first epoch
+            read_eval_rows(config.eval_set, payload, self.read_options)  # checked now, as the gate reads it, not after the first epoch
         self.model_config = PRESETS[config.preset](dim=payload.dim, residual=config.residual)
         self.model = build_model(self.model_config).to(self.device)
         broadcast_parameters(self.model)
@@ -473,6 +475,7 @@ class Trainer:
             payload=self.config.payload,
             eval_set=self.config.eval_set,
             train_data=self.config.train_data,
+            read_options=self.read_options,
             pytest_command=self.hooks.pytest_command,
             cwd=self.hooks.gate_cwd,
         )

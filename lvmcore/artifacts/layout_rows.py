@@ -142,8 +142,8 @@ def read_training_rows(
         return TrainingData(path=path, context_keys=rows.context_keys, truth_keys=rows.truth_keys, provenance=rows.provenance,
                             contexts=rows.contexts, targets=rows.targets)
     if recover is None:
-        raise ArtifactError(path, "has no 'context_keys'; run it through the suite (which recovers each context vector's key "
-                                  "from the payload) or store context_keys")
+        raise ArtifactError(path, "has no 'context_keys'; read it with lvmcore.plumbing.user_files.read_training (the suite's and "
+                                  "python -m train's reader, which recovers each context vector's key from the payload) or store context_keys")
     found = recover(rows.contexts, rows.truth_keys)
     return TrainingData(path=path, context_keys=found.keys, truth_keys=rows.truth_keys, provenance=rows.provenance,
                         contexts=rows.contexts, targets=rows.targets, recovered_context_keys=found)
