@@ -242,12 +242,14 @@ def test_too_few_probed_lists_is_reported_as_an_index_problem(pytester, monkeypa
 
 
 def test_run_directory_expands_to_epoch_files_without_duplicate_last_and_best(tmp_path) -> None:
+    """last.pt and best.pt holding an epoch file's weights are skipped (tests/test_run_folder.py: the rule on every route)."""
     from fixtures.gate import checkpoint_paths
 
+    weights = {epoch: {"w": torch.full((3,), float(epoch))} for epoch in (1, 2, 3)}
     for name, epoch, step in (("epoch_001.pt", 1, 10), ("epoch_002.pt", 2, 20), ("best.pt", 1, 10), ("last.pt", 2, 20)):
-        save_checkpoint(tmp_path / name, {"model_config": {}, "model_state": {}, "epoch": epoch, "step": step})
+        save_checkpoint(tmp_path / name, {"model_config": {}, "model_state": weights[epoch], "epoch": epoch, "step": step})
     assert [p.name for p in checkpoint_paths(str(tmp_path))] == ["epoch_001.pt", "epoch_002.pt"]
-    save_checkpoint(tmp_path / "last.pt", {"model_config": {}, "model_state": {}, "epoch": 2, "step": 25})  # mid-epoch: a model of its own
+    save_checkpoint(tmp_path / "last.pt", {"model_config": {}, "model_state": weights[3], "epoch": 2, "step": 25})  # mid-epoch: a model of its own
     assert [p.name for p in checkpoint_paths(str(tmp_path))] == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
     assert [p.name for p in checkpoint_paths(str(tmp_path / "epoch_002.pt"))] == ["epoch_002.pt"]
     with pytest.raises(pytest.UsageError, match="no such file"):
