@@ -92,6 +92,14 @@ def test_three_routes_give_the_same_figures_as_brute_force(pytester, routes) -> 
     adapter_report = runs["adapter"][1]
     checkpoint = next(r for r in adapter_report["records"] if r["check"] == "gate_figures")["details"]["checkpoint"]
     assert checkpoint["epoch"] == 3 and checkpoint["metrics"]["val_cosine"] == 0.36  # read from the foreign dict without running code
+    # each report says how it was made: the route, the adapter that ran, the file and its hash, what is known of the model
+    subjects = {route: report["options"]["measured"]["subject"] for route, (_, report) in runs.items()}
+    assert subjects["adapter"]["adapter"] == "foreign_model:load_predictor" and subjects["adapter"]["checkpoint"]["step"] is None
+    assert subjects["adapter"]["model"]["config"] == {"out_dir": "/runs/mamba_s", "lr": 1e-3, "dim": DIM} and subjects["adapter"]["model"]["config_from"] == "args"
+    assert subjects["model_file"]["route"] == "model_file" and subjects["model_file"]["file"]["path"] == str(routes["program"])
+    assert subjects["model_file"]["model"]["known"] is False and "torch.export program" in subjects["model_file"]["model"]["architecture"]
+    assert subjects["predictions"]["file"]["sha256"] and subjects["predictions"]["model"]["known"] is False
+    assert "step not recorded" in (pytester.path / "reports" / "adapter" / "foreign" / "report.md").read_text()
 
 
 def test_a_foreign_checkpoint_without_an_adapter_says_the_way_out(pytester, routes) -> None:

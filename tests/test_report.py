@@ -92,3 +92,51 @@ def test_decision_unknown_without_any_gate_figures_and_absent_for_plumbing(tmp_p
     report = {"subject": "plumbing", "records": [row("payload_ok", "pass", 1)]}
     write_report(tmp_path, report)
     assert "decision" not in report and "payload_ok" in (tmp_path / "report.md").read_text()
+
+
+def test_a_foreign_history_draws_its_per_epoch_lr_and_no_empty_series(tmp_path) -> None:
+    """Issue 18: their bare list of epochs with one `lr` each drew an empty LR panel and legend entries with no data."""
+    from lvmcore.artifacts.history import read_history
+    from lvmcore.gate.report import plot_training_curves, training_panels
+
+    theirs = tmp_path / "history.json"
+    theirs.write_text(json.dumps([{"epoch": 1, "train_loss": 2.0, "val_loss": 2.2, "val_cosine": 0.30, "lr": 1e-3},
+                                  {"epoch": 2, "train_loss": 1.5, "val_loss": 2.0, "val_cosine": 0.36, "lr": 5e-4}]))
+    history = read_history(theirs)
+    panels = {title: (x_label, {name: (xs, ys) for name, xs, ys in series}) for title, x_label, series in training_panels([r.to_dict() for r in history.epochs])}
+    assert list(panels) == ["loss", "validation", "learning rate per epoch"]
+    assert list(panels["validation"][1]) == ["val_cosine"]  # val_r_at_1 / val_r_at_5: not recorded, not drawn
+    assert panels["learning rate per epoch"][1]["lr"] == ([1, 2], [1e-3, 5e-4])
+    assert plot_training_curves(history, tmp_path / "curves.png")
+    ours = read_history(gate_report(tmp_path)["records"][2]["details"]["history_path"])
+    assert [t for t, _, _ in training_panels([r.to_dict() for r in ours.epochs])] == ["loss", "validation", "learning rate per optimizer step"]
+    assert training_panels([{"epoch": 1}]) == []  # nothing recorded: no plot at all
+
+
+def test_an_unrecorded_step_is_said_in_words_never_step_none(tmp_path) -> None:
+    report = gate_report(tmp_path)
+    figures = report["records"][2]["details"]
+    figures["checkpoint"] = {"path": "best.pt", "epoch": 3, "step": None, "metrics": {"val_cosine": 0.36}}
+    write_report(tmp_path / "out", report)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "(epoch 3, step not recorded)" in text and "None" not in text
+
+
+def test_how_this_was_measured_names_route_model_files_hashes_and_options(tmp_path) -> None:
+    report = gate_report(tmp_path)
+    report["options"] = {"--nprobe": "64", "--allow-pickle": True, "--field": {"provenance": ""}, "measured": {
+        "suite": "lvm-checks", "suite_version": "0.1.0", "level": "good", "overrides": ["r_at_5.good=0.08"],
+        "artifacts": {"payload": {"path": "run/payload.npy", "sha256": "ab" * 32}, "eval_set": {"path": "run/eval_v3.npz", "sha256": "cd" * 32},
+                      "train_data": None},
+        "index": {"given": False, "built": "IVF-Flat, inner product, by the suite", "nlist": 8, "train_points_per_list": 256, "train_iterations": 10},
+        "subject": {"route": "checkpoint", "adapter": None, "option": "--checkpoint", "file": {"path": "runs/x/epoch_001.pt", "sha256": "ef" * 32},
+                    "checkpoint": {"path": "runs/x/epoch_001.pt", "epoch": 1, "step": None},
+                    "model": {"known": True, "architecture": "gru", "parameters": 12345, "config": {"kind": "gru", "dim": 64, "hidden": 32}}}}}
+    write_report(tmp_path / "out", report)
+    text = (tmp_path / "out" / "report.md").read_text()
+    section = text[text.index("## How this was measured"):]
+    for expected in ("lvm-checks 0.1.0", "route: checkpoint: our checkpoint", "`runs/x/epoch_001.pt` (sha256 `efefefefefefefef…`)",
+                     "epoch 1, step not recorded", "model: gru, 12,345 parameters; config: kind=gru, dim=64, hidden=32",
+                     "payload: `run/payload.npy` (sha256 `abababababababab…`)", "training data: none", "searched at nprobe 64",
+                     "--allow-pickle: yes; --field: provenance=", "level: good; overrides: r_at_5.good=0.08"):
+        assert expected in section, (expected, section)

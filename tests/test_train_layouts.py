@@ -142,3 +142,24 @@ def test_python_m_train_epochs_1_trains_on_their_training_file_and_gates_with_th
     assert isinstance(gate["decision"], dict) and gate["decision"]["action"] == report["decision"]["action"]
     assert not any(r["check"] == "artifact_error" for r in report["records"])  # every file was read, as the suite reads it
     assert report["options"]["--eval-set"] == str(public["eval v3"].resolve())
+    assert_report_says_how_it_was_made(report, out / gate["report"], public)
+
+
+def assert_report_says_how_it_was_made(report: dict, report_json: Path, public: dict[str, Path]) -> None:
+    """Issue 18 item 6: route, checkpoint, model architecture and config, every file with its sha256, --allow-pickle, version."""
+    import hashlib
+    import importlib.metadata
+
+    options = report["options"]
+    measured = options["measured"]
+    assert options["--allow-pickle"] is True and options["--field"] == {} and options["--index"] is None
+    assert measured["suite_version"] == importlib.metadata.version("lvm-checks") and measured["level"] == "minimum"
+    for name, key in (("payload", "source_vectors"), ("eval_set", "eval v3"), ("train_data", "train")):
+        assert measured["artifacts"][name] == {"path": str(public[key].resolve()), "sha256": hashlib.sha256(public[key].read_bytes()).hexdigest()}
+    subject = measured["subject"]
+    assert subject["route"] == "checkpoint" and subject["adapter"] is None and subject["checkpoint"]["epoch"] == 1
+    assert subject["file"]["sha256"] == hashlib.sha256(Path(subject["checkpoint"]["path"]).read_bytes()).hexdigest()
+    assert subject["model"]["architecture"] == "gru" and subject["model"]["config"]["dim"] == 64 and subject["model"]["parameters"] > 0
+    text = (report_json.parent / "report.md").read_text()
+    section = text[text.index("## How this was measured"):]
+    assert "route: checkpoint" in section and "model: gru" in section and "--allow-pickle: yes" in section and "step None" not in text

@@ -217,27 +217,51 @@ def read_history_quietly(path: str | None) -> TrainingHistory | None:
         return None
 
 
+def _series(epochs: list[dict[str, Any]], key: str) -> tuple[list[Any], list[float]]:
+    """(epochs, values) of the rows that record `key` as a number: a field no row records draws nothing."""
+    points = [(row.get("epoch"), row.get(key)) for row in epochs]
+    kept = [(x, y) for x, y in points if isinstance(y, (int, float)) and not isinstance(y, bool) and x is not None]
+    return [x for x, _ in kept], [float(y) for _, y in kept]
+
+
+Panel = tuple[str, str, list[tuple[str, list[Any], list[float]]]]  # (title, x label, [(series, xs, ys)])
+
+
+def training_panels(epochs: list[dict[str, Any]]) -> list[Panel]:
+    """The training-curve panels a history has data for: loss, validation figures, the learning rate.
+
+    Our history records the LR per optimizer step (`lr_trace`); another pipeline's often one `lr`
+    per epoch, drawn per epoch. A series no row records is left out (no empty legend entry), and a
+    panel with no series at all is not drawn.
+    """
+    panels: list[Panel] = []
+    for title, keys in (("loss", ("train_loss", "val_loss")), ("validation", ("val_cosine", "val_r_at_1", "val_r_at_5"))):
+        series = [(key, *_series(epochs, key)) for key in keys]
+        series = [line for line in series if line[1]]
+        if series:
+            panels.append((title, "epoch", series))
+    trace = [pair for row in epochs for pair in (row.get("lr_trace") or []) if isinstance(pair, (list, tuple)) and len(pair) == 2]
+    if trace:
+        panels.append(("learning rate per optimizer step", "step", [("lr", [s for s, _ in trace], [lr for _, lr in trace])]))
+    elif _series(epochs, "lr")[0]:
+        panels.append(("learning rate per epoch", "epoch (no per-step trace recorded)", [("lr", *_series(epochs, "lr"))]))
+    return panels
+
+
 def plot_training_curves(history: TrainingHistory, path: Path) -> bool:
-    epochs = [row.to_dict() for row in history.epochs]
-    if not epochs:
+    """Each panel of `training_panels`, side by side; nothing when the history has no figure to draw."""
+    panels = training_panels([row.to_dict() for row in history.epochs])
+    if not panels:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    x = [row.get("epoch") for row in epochs]
-    for key in ("train_loss", "val_loss"):
-        axes[0].plot(x, [row.get(key) for row in epochs], marker="o", label=key)
-    axes[0].set_title("loss")
-    for key in ("val_cosine", "val_r_at_1", "val_r_at_5"):
-        axes[1].plot(x, [row.get(key) for row in epochs], marker="o", label=key)
-    axes[1].set_title("validation")
-    trace = [pair for row in epochs for pair in row.get("lr_trace", [])]
-    if trace:
-        axes[2].plot([s for s, _ in trace], [lr for _, lr in trace])
-    axes[2].set_title("learning rate per optimizer step")
-    for ax in axes[:2]:
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-    axes[2].set_xlabel("step")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
+    for ax, (title, x_label, series) in zip(axes[0], panels):
+        for label, xs, ys in series:
+            ax.plot(xs, ys, marker="o" if x_label.startswith("epoch") else None, label=label)
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        if not title.startswith("learning rate"):  # one entry per series drawn; the LR panel's title says it all
+            ax.legend(fontsize=7)
     return save_figure(plt, fig, path)
 
 
@@ -331,6 +355,62 @@ def verdict_section(figures: "GateFigures") -> list[str]:
     return lines
 
 
+def checkpoint_position(checkpoint: dict[str, Any]) -> str:
+    """"epoch 3, step 120", or what is not recorded said in words (never "step None")."""
+    epoch, step = checkpoint.get("epoch"), checkpoint.get("step")
+    parts = ["epoch not recorded" if epoch is None else f"epoch {epoch}", "step not recorded" if step is None else f"step {step}"]
+    return ", ".join(parts)
+
+
+def _hash(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "none"
+    digest = f"sha256 `{entry['sha256'][:16]}…`" if entry.get("sha256") else entry.get("error", "no hash")
+    return f"`{entry.get('path')}` ({digest})"
+
+
+def how_section(options: dict[str, Any]) -> list[str]:
+    """"How this was measured": the route, the model, every file with its content hash, the options that change a figure."""
+    measured = options.get("measured")
+    if not isinstance(measured, dict):
+        return []
+    lines = ["## How this was measured", "", f"- suite: {measured.get('suite', 'lvm-checks')} {measured.get('suite_version')}"]
+    subject = measured.get("subject") or {}
+    route = subject.get("route")
+    if route:
+        how = {"checkpoint": "our checkpoint, read with weights_only (no code run)", "adapter": f"the adapter `{subject.get('adapter')}` (your code, run because you named it)",
+               "model_file": "an exported program", "predictions": "stored predictions (no code run)"}[route]
+        lines.append(f"- route: {route.replace('_', ' ')}: {how}; {subject.get('option')} {_hash(subject.get('file'))}")
+        checkpoint = subject.get("checkpoint")
+        if checkpoint:
+            lines.append(f"- checkpoint: `{checkpoint.get('path')}`, {checkpoint_position(checkpoint)}")
+        model = subject.get("model") or {}
+        text = f"- model: {model.get('architecture', 'unknown')}"
+        if model.get("parameters") is not None:
+            text += f", {model['parameters']:,} parameters"
+        if model.get("config"):
+            config = ", ".join(f"{k}={v}" for k, v in model["config"].items() if not isinstance(v, (dict, list)))
+            text += f"; config{' (' + model['config_from'] + ')' if model.get('config_from') else ''}: {_cell(config)}"
+        lines.append(text)
+        for line in subject.get("run_folder") or []:
+            lines.append(f"- {line.strip()}")
+    names = {"payload": "payload", "eval_set": "eval set", "train_data": "training data"}
+    for key, entry in (measured.get("artifacts") or {}).items():
+        lines.append(f"- {names.get(key, key)}: {_hash(entry)}")
+    index = measured.get("index") or {}
+    if index.get("given"):
+        lines.append(f"- index: {_hash(index)} (`--index`)")
+    elif index:
+        lines.append(f"- index: {index.get('built')}; nlist {index.get('nlist')}, {index.get('train_points_per_list')} training points per list, "
+                     f"{index.get('train_iterations')} k-means iterations; searched at nprobe {options.get('--nprobe')}")
+    fields_given = options.get("--field") or {}
+    lines.append(f"- files read with --allow-pickle: {'yes' if options.get('--allow-pickle') else 'no'}; --field: "
+                 + (", ".join(f"{k}={v}" for k, v in fields_given.items()) if fields_given else "none"))
+    overrides = measured.get("overrides") or []
+    lines.append(f"- level: {measured.get('level')}; overrides: {', '.join(overrides) if overrides else 'none'}")
+    return lines + [""]
+
+
 def examples_section(examples: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for ex in examples:
@@ -385,7 +465,7 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
     checkpoint = figures.checkpoint
     if checkpoint.get("metrics"):
         shown = ", ".join(f"{k} {_num(v)}" for k, v in checkpoint["metrics"].items() if isinstance(v, (int, float)))
-        lines += [f"Training's own figures for this checkpoint (epoch {checkpoint.get('epoch')}, step {checkpoint.get('step')}): {shown}. Choose checkpoints by the held-out R@5 above, never by validation cosine (row 15).", ""]
+        lines += [f"Training's own figures for this checkpoint ({checkpoint_position(checkpoint)}): {shown}. Choose checkpoints by the held-out R@5 above, never by validation cosine (row 15).", ""]
     info = [r for r in records if r.get("status") == "info" and r["check"] not in (FIGURES_RECORD, DECISION_RECORD, "recall_curves")]
     if info:
         lines += ["## Other figures", "", "| figure | value |", "|---|---|"]
@@ -397,5 +477,6 @@ def write_report(directory: str | Path, report: dict[str, Any]) -> None:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     if figures.seconds:
         lines += ["Timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in figures.seconds.items()), ""]
+    lines += how_section(report.get("options") or {})
     text = ("\n".join(lines) + "\n").encode("utf-8")
     write_atomic(directory / "report.md", lambda out: out.write(text))
