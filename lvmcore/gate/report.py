@@ -393,7 +393,7 @@ def how_section(options: dict[str, Any]) -> list[str]:
             text += f"; config{' (' + model['config_from'] + ')' if model.get('config_from') else ''}: {_cell(config)}"
         lines.append(text)
         for line in subject.get("run_folder") or []:
-            lines.append(f"- {line.strip()}")
+            lines.append(f"- {line.strip().removeprefix('lvm-checks: ')}")
     names = {"payload": "payload", "eval_set": "eval set", "train_data": "training data"}
     for key, entry in (measured.get("artifacts") or {}).items():
         lines.append(f"- {names.get(key, key)}: {_hash(entry)}")
