@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvmcore.gate.comparison import compare_to_best, model_kind
-from lvmcore.gate.metrics import exclude_context, hit_ranks, hits_at
+from lvmcore.gate.metrics import exclude_context, hit_ranks
+from lvmcore.search.hits import hits_at
 
 
 @settings(max_examples=60, deadline=None)
@@ -58,3 +59,29 @@ def test_model_kind_in_words() -> None:
     assert model_kind(tie, tie, echo=0.98)[0] == "copier"
     assert model_kind(tie, tie, echo=0.1)[0] == "no better than the baselines"
     assert hits_at(np.array([0, 1, 5, 6]), 5).tolist() == [0, 1, 1, 0]
+
+
+def test_the_comparison_in_words_and_as_data() -> None:
+    win = compare_to_best("raw", _ranks(200), {"copy_last": _ranks(160)})
+    tie = compare_to_best("context_excluded", _ranks(160), {"copy_last": _ranks(160)})
+    assert win.sentence() == "raw R@5 50.0% vs copy_last 40.0%: difference +10.00 points, 95% interval [+7.25, +13.00] -> beats it"
+    assert tie.sentence() == "context-excluded R@5 40.0% vs copy_last 40.0%: difference +0.00 points, 95% interval [+0.00, +0.00] -> does not beat it"
+    data = win.as_dict()
+    assert {k: data[k] for k in ("view", "baseline", "model_r_at_5", "baseline_r_at_5", "beats", "difference", "a_only", "b_only", "rows")} == {
+        "view": "raw", "baseline": "copy_last", "model_r_at_5": 0.5, "baseline_r_at_5": 0.4, "beats": True, "difference": 0.1, "a_only": 40, "b_only": 0, "rows": 400}
+    assert data["interval"] == win.paired.as_dict()["interval"]
+
+
+def test_model_kind_sentences_and_the_echo_boundary() -> None:
+    """An echo rate exactly at the run's level counts as echoing; no echo rate reads n/a."""
+    win = compare_to_best("raw", _ranks(200), {"copy_last": _ranks(160)})
+    tie = compare_to_best("raw", _ranks(160), {"copy_last": _ranks(160)})
+    assert model_kind(win, None, echo=0.05) == ("predictor", "it beats the best baseline on raw retrieval with a low echo rate (5%): it predicts the next chunk")
+    assert model_kind(win, None, echo=0.5, high_echo=0.5) == (
+        "echoing predictor", "it beats the best baseline on raw retrieval, but its top-1 is one of its own context chunks for 50% of the rows")
+    assert model_kind(tie, win, echo=None) == ("better neighbour finder", "it ties or loses on raw retrieval but beats the best baseline once the query's own context "
+                                               "chunks are excluded: it finds better neighbours than copying, yet its own context still takes the top ranks (echo n/a)")
+    assert model_kind(tie, tie, echo=0.5, high_echo=0.5) == (
+        "copier", "it does not beat the best baseline in either view and its top-1 is its own context for 50% of the rows: it learned to copy")
+    assert model_kind(tie, tie, echo=None) == ("no better than the baselines", "it does not beat the best baseline in either view")
+    assert model_kind(tie, None, echo=0.49, high_echo=0.5)[0] == "no better than the baselines"

@@ -18,7 +18,7 @@ import numpy as np
 
 from lvmcore.gate.intervals import PairedDifference, paired_difference
 from lvmcore.gate.levels import GATE_LEVELS
-from lvmcore.gate.metrics import hits_at
+from lvmcore.search.hits import hits_at
 
 COMPARE_K = 5
 HIGH_ECHO = GATE_LEVELS["echo_rate"].minimum  # top-1 is the query's own context chunk for at least half the rows: it copies

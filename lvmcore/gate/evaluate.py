@@ -37,6 +37,7 @@ from lvmcore.gate.intervals import Interval
 from lvmcore.gate.report import GateFigures
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.search.exact import exact_search
+from lvmcore.search.hits import recall_curve
 from lvmcore.search.ivf import index_search
 from lvmcore.gate.metrics import (
     CONTAIN_K,
@@ -92,9 +93,7 @@ class QuerySetResult:
     def recall_curve(self, ivf: bool = False) -> list[float]:
         """R@k for k = 1..50."""
         ranks = self.ivf_ranks if ivf else self.exact_ranks
-        if ranks is None or len(ranks) == 0:
-            return []
-        return [float(((ranks > 0) & (ranks <= k)).mean()) for k in range(1, CONTAIN_K + 1)]
+        return [] if ranks is None else recall_curve(ranks, CONTAIN_K)
 
     @cached_property
     def intervals(self) -> dict[str, Interval]:

@@ -2,7 +2,9 @@
 
 Everything here takes numpy arrays and returns numbers or small dataclasses; searching, loading
 and printing live elsewhere (`lvmcore.gate.evaluate`, `lvmcore.gate.report`). Hits are decided by KEY
-(`lvmcore.search.hits.key_hits`), never by one payload row id, so duplicated keys cannot hide a hit.
+(`lvmcore.search.hits.key_hits`), never by one payload row id, so duplicated keys cannot hide a hit;
+first-hit ranks and every figure made from them (hits at K, R@K, MRR, the recall curve) have their
+one home in `lvmcore.search.hits`, which this module reads and does not repeat.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from lvmcore.gate.intervals import Interval, bootstrap_mean_interval, wilson_interval
 from lvmcore.keys import pack_keys, shift_keys
 from lvmcore.vectors import l2_normalize
-from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
+from lvmcore.search.hits import first_hit_rank, hits_at, key_hits, mean_reciprocal_rank, recall_at, reciprocal_ranks
 
 RECALL_KS = (1, 5, 10, 50)
 CONTAIN_K = 50
@@ -146,7 +148,7 @@ def retrieval_figures(retrieved_rows: np.ndarray, payload_keys: np.ndarray, trut
         r_at_10=recall_at(ranks, 10),
         r_at_50=recall_at(ranks, 50),
         mrr=mean_reciprocal_rank(ranks),
-        contain_at_50=float((ranks > 0).mean()) if m else 0.0,
+        contain_at_50=recall_at(ranks, CONTAIN_K),
         article_at_50=float(article_hit.mean()) if m else 0.0,
         median_rank=float(np.median(np.where(ranks > 0, ranks, CONTAIN_K + 1))) if m else float("nan"),
         count=int(m),
@@ -171,18 +173,6 @@ def exclude_context(retrieved_rows: np.ndarray, payload_keys: np.ndarray, contex
     if out.shape[1] < k:
         out = np.pad(out, ((0, 0), (0, k - out.shape[1])), constant_values=-1)
     return out
-
-
-def hits_at(ranks: np.ndarray, k: int) -> np.ndarray:
-    """(M,) 0/1 per row: first hit at rank <= k. The per-row values a paired comparison needs."""
-    ranks = np.asarray(ranks)
-    return ((ranks > 0) & (ranks <= k)).astype(np.float64)
-
-
-def reciprocal_ranks(ranks: np.ndarray) -> np.ndarray:
-    """(M,) 1/rank of the first hit, 0 without one: the per-row values behind MRR."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    return np.where(ranks > 0, 1.0 / np.maximum(ranks, 1.0), 0.0)
 
 
 def retrieval_intervals(ranks: np.ndarray, confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
