@@ -1,5 +1,7 @@
 """The layering ARCHITECTURE.md draws, enforced: each lvmcore layer imports only the layers below it,
-and the library never imports pytest, `fixtures`, `checks` or `train`."""
+the library never imports pytest, `fixtures`, `checks` or `train`, and the programs above it import
+only what their row of PROGRAMS allows (the trainer never the pytest plugins, the plugins never the
+checks or the trainer, nothing the project's tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from conftest import REPO
 
-ROOT_MODULES = {"errors", "blocks", "keys", "vectors", "sampling", "files", "progress"}
+ROOT_MODULES = {"errors", "blocks", "keys", "vectors", "sampling", "files", "progress", "default_data"}
 ALLOWED = {  # layer -> the lvmcore layers it may import (the root modules are always allowed)
     "root": set(),
     "models": set(),
@@ -65,3 +67,36 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     assert imports_of(bad) == ["lvmcore.gate.metrics", "pytest"]
     assert layer_of("lvmcore.gate.metrics") == "gate" and "gate" not in ALLOWED["search"]
     assert layer_of("lvmcore.keys") == "root" and layer_of("lvmcore") == "root"
+
+
+PROGRAMS = {  # top-level folder -> the project's top-level packages it may import (besides itself)
+    "fixtures": {"lvmcore"},
+    "checks": {"lvmcore", "fixtures"},
+    "train": {"lvmcore"},
+}
+PROJECT = {"lvmcore", "fixtures", "checks", "train", "tests", "bench", "scripts"}
+
+
+def program_violations(path: Path, program: str) -> list[str]:
+    """The imports of one file of `program` that its row of PROGRAMS does not allow."""
+    allowed = PROGRAMS[program] | {program}
+    return [name for name in imports_of(path) if name.split(".")[0] in PROJECT and name.split(".")[0] not in allowed]
+
+
+def program_files() -> list[tuple[str, Path]]:
+    return [(program, path) for program in PROGRAMS for path in sorted((REPO / program).rglob("*.py"))]
+
+
+@pytest.mark.parametrize(("program", "path"), program_files(), ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path) else v)
+def test_programs_import_only_what_their_layer_allows(program: str, path: Path) -> None:
+    found = program_violations(path, program)
+    assert not found, f"{path.relative_to(REPO)} imports {found}; {program}/ may import {sorted(PROGRAMS[program])} (ARCHITECTURE.md)"
+
+
+@pytest.mark.parametrize(("program", "upward"), [("train", "from fixtures import DEFAULT_DATA"), ("fixtures", "from checks.conftest import eval_keys"),
+                                                 ("fixtures", "import train.loop"), ("checks", "from train.validation import validate"),
+                                                 ("checks", "from tests.broken import nan_payload_rows")])
+def test_the_program_rule_catches_an_upward_import(tmp_path: Path, program: str, upward: str) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(f"import numpy\nfrom lvmcore.keys import pack_keys\n{upward}\n")
+    assert program_violations(bad, program) == [upward.split()[1]]

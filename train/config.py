@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fixtures import DEFAULT_DATA  # resolved from the installed package, not the working directory
+from lvmcore.default_data import DEFAULT_DATA
 from lvmcore.models import PRESETS
 from lvmcore.plumbing.user_files import ReadOptions
 from lvmcore.training.loss import LOSSES
