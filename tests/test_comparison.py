@@ -79,6 +79,7 @@ def test_model_kind_sentences_and_the_echo_boundary() -> None:
     assert model_kind(win, None, echo=0.05) == ("predictor", "it beats the best baseline on raw retrieval with a low echo rate (5%): it predicts the next chunk")
     assert model_kind(win, None, echo=0.5, high_echo=0.5) == (
         "echoing predictor", "it beats the best baseline on raw retrieval, but its top-1 is one of its own context chunks for 50% of the rows")
+    assert model_kind(win, None, echo=0.7)[1].endswith("for 70% of the rows")
     assert model_kind(tie, win, echo=None) == ("better neighbour finder", "it ties or loses on raw retrieval but beats the best baseline once the query's own context "
                                                "chunks are excluded: it finds better neighbours than copying, yet its own context still takes the top ranks (echo n/a)")
     assert model_kind(tie, tie, echo=0.5, high_echo=0.5) == (

@@ -107,6 +107,16 @@ def test_a_win_needs_a_lower_bound_above_zero() -> None:
     assert decide(healthy(beats_low=1e-9), BOUNDS).action == "continue"
 
 
+def test_a_raw_lower_bound_of_exactly_zero_is_not_a_raw_win() -> None:
+    """Each view on its own: a raw tie at exactly 0 beside a clear context-excluded win is a neighbour finder
+    (train_more), and a context-excluded tie at exactly 0 beside a clear raw win is below the baseline; neither continues."""
+    raw_tie = decide(healthy(beats_low=0.0, beats_high=0.05), BOUNDS)
+    assert raw_tie.action == "train_more" and "only with its own context excluded" in raw_tie.reason, raw_tie.reason
+    excluded_tie = decide(healthy(excluded_beats_low=0.0, excluded_beats_high=0.05), BOUNDS)
+    assert excluded_tie.action == "below_baseline", excluded_tie.reason
+    assert "context_excluded_r_at_5_over_best_baseline_lower95 = 0.00% (required > 0.00%)" in excluded_tie.reason
+
+
 def test_a_missing_metric_is_an_error_not_a_zero() -> None:
     values = HEALTHY.as_dict()
     del values["r_at_5"]
@@ -132,3 +142,16 @@ def test_continue_exactly_when_every_figure_passes(changes) -> None:
         return
     failing = evidence(metrics, BOUNDS).failing
     assert (decide(metrics, BOUNDS).action == "continue") == (not failing), failing
+
+
+def test_figures_at_the_edges_of_their_ranges_are_read_and_beyond_them_are_not() -> None:
+    """Shares live in [0, 1], paired differences in [-1, 1], delta in [-2, 2]: the edges are figures, past them a broken model."""
+    edges = healthy(r_at_1=1.0, echo_rate=0.0, excluded_beats_low=-1.0, excluded_beats_high=1.0, beats_high=1.0, delta=2.0)
+    assert edges.invalid_figures() == []
+    assert healthy(delta=-2.0).invalid_figures() == [] and healthy(beats_low=-1.0).invalid_figures() == []
+    beyond = healthy(r_at_1=1.5, beats_high=1.5, excluded_beats_low=-1.5, delta=2.5)
+    assert beyond.invalid_figures() == ["r_at_1 = 1.5", "beats_high = 1.5", "excluded_beats_low = -1.5", "delta = 2.5"]
+    assert healthy(delta=-2.5).invalid_figures() == ["delta = -2.5"]
+    assert healthy(echo_rate=-0.1).invalid_figures() == ["echo_rate = -0.1"]
+    decision = decide(beyond, BOUNDS)
+    assert decision.action == "check_model" and "r_at_1 = 1.5; beats_high = 1.5; excluded_beats_low = -1.5; delta = 2.5" in decision.reason

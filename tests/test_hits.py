@@ -52,6 +52,13 @@ def test_equal_vector_hits_mark_rows_within_atol_of_the_truth_vector(seed: int) 
     assert equal_vector_hits(rows, payload, truth, atol=0.5).tolist() == expected
 
 
+def test_equal_vector_hits_default_to_float32_noise_only() -> None:
+    """By default only float32 noise (1e-6) separates a hit from its truth: a vector 0.001 away is another chunk."""
+    payload = np.array([[1.0, 0.0], [1.0, 0.001]], dtype=np.float32)
+    truth = np.array([[1.0, 5e-7]], dtype=np.float32)
+    assert equal_vector_hits(np.array([[0, 1]]), payload, truth).tolist() == [[True, False]]
+
+
 def test_equal_vector_hits_see_payload_row_zero_and_never_padding() -> None:
     payload = np.array([[1.0, 0.0]], dtype=np.float32)
     hits = equal_vector_hits(np.array([[0, -1]]), payload, np.array([[1.0, 0.0]], dtype=np.float32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -13,6 +14,7 @@ from lvmcore.keys import (
     coverage,
     distinct_count,
     duplicate_key_count,
+    key_entropy_bits,
     key_overlap,
     nonconsecutive_context_rows,
     pack_keys,
@@ -132,3 +134,83 @@ def test_duplicate_vector_counts(row_ids) -> None:
     duplicates, most = duplicate_vector_counts(vectors)
     assert duplicates == len(row_ids) - len(set(row_ids))
     assert most == (max(row_ids.count(i) for i in set(row_ids)) if row_ids else 0)
+
+
+# --------------------------------------------------------------------------- boundaries the mutation run found unpinned
+
+
+def test_unpack_keeps_the_shape_of_its_codes_and_returns_int64() -> None:
+    keys = np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [11, 12]]])  # (M=2, C=3, 2)
+    out = unpack_keys(pack_keys(keys).astype(np.uint64))
+    assert out.shape == (2, 3, 2) and out.dtype == np.int64
+    np.testing.assert_array_equal(out, keys)
+
+
+def test_duplicates_distinct_and_entropy_count_every_key_of_a_context_array() -> None:
+    contexts = np.array([[[0, 1], [0, 2]], [[0, 1], [0, 3]], [[0, 1], [0, 2]]])  # (M=3, C=2, 2): 6 keys, 3 distinct
+    assert duplicate_key_count(contexts) == 3 and distinct_count(contexts) == 3
+    p = np.array([3, 2, 1]) / 6  # (0,1) three times, (0,2) twice, (0,3) once
+    assert key_entropy_bits(contexts) == pytest.approx(float(-(p * np.log2(p)).sum()))
+
+
+@given(key_lists)
+def test_key_entropy_is_shannon_entropy_of_the_key_counts(pairs) -> None:
+    keys = as_keys(pairs)
+    counts = np.array([pairs.count(k) for k in set(pairs)], dtype=np.float64)
+    p = counts / counts.sum() if len(counts) else counts
+    assert key_entropy_bits(keys) == pytest.approx(float(-(p * np.log2(p)).sum()) if len(p) else 0.0, abs=1e-12)
+
+
+def test_key_entropy_by_hand() -> None:
+    assert key_entropy_bits(as_keys([])) == 0.0
+    assert key_entropy_bits(as_keys([(3, 3)] * 16)) == 0.0  # the legacy eval set: one key over and over
+    assert key_entropy_bits(as_keys([(0, c) for c in range(8)])) == pytest.approx(3.0)
+    assert key_entropy_bits(as_keys([(0, 0), (0, 0), (0, 1), (0, 2)])) == pytest.approx(1.5)
+
+
+def test_nonconsecutive_rows_by_hand() -> None:
+    context = np.array([
+        [[4, 1], [4, 2], [4, 3]],  # consecutive
+        [[4, 1], [4, 2], [5, 3]],  # the last chunk from another article
+        [[4, 1], [4, 3], [4, 4]],  # a gap
+        [[4, 1], [5, 2], [6, 3]],  # consecutive chunk numbers, three articles
+        [[4, 1], [5, 2], [4, 3]],  # the middle chunk from another article
+    ])
+    assert nonconsecutive_context_rows(context).tolist() == [False, True, True, True, True]
+    truth_next, truth_elsewhere = np.array([[4, 4], [5, 4], [4, 5], [6, 4], [4, 4]]), np.array([[4, 9], [5, 4], [4, 5], [6, 4], [4, 4]])
+    assert nonconsecutive_context_rows(context, truth_next).tolist() == [False, True, True, True, True]
+    assert nonconsecutive_context_rows(context, truth_elsewhere).tolist() == [True, True, True, True, True]
+    assert nonconsecutive_context_rows(context[:1], np.array([[7, 4]])).tolist() == [True]  # the truth in another article
+
+
+def test_shifted_coverage_by_hand_and_a_key_shifted_below_zero_is_missing() -> None:
+    payload = as_keys([(a, c) for a in range(3) for c in range(3)])  # (0..2, 0..2), (0, 0) included
+    index = KeyIndex.from_keys(payload)
+    result = shifted_coverage(index, as_keys([(0, 0), (1, 2), (2, 1), (2, 2)]))
+    assert result == {"article-1": 0.75, "article+1": 0.5, "chunk-1": 0.75, "chunk+1": 0.5}  # (-1,0) and (0,-1) are missing, not (0,0)
+    assert shifted_coverage(index, as_keys([])) == {"article-1": 1.0, "article+1": 1.0, "chunk-1": 1.0, "chunk+1": 1.0}
+    assert shifted_coverage(index, as_keys([(0, 0)]), shifts=(-1,)) == {"article-1": 0.0, "chunk-1": 0.0}  # (0,-1) is not (0,0)
+
+
+def test_nonfinite_rows_are_found_in_every_block_and_any_trailing_shape() -> None:
+    from lvmcore.blocks import ROW_BLOCK
+    from lvmcore.vectors import nonfinite_rows
+
+    vectors = np.zeros((ROW_BLOCK + 100, 2, 3), dtype=np.float32)  # two blocks, (N, 2, 3) rows
+    bad = [5, ROW_BLOCK + 7, ROW_BLOCK + 99]
+    vectors[5, 1, 2] = np.nan
+    vectors[ROW_BLOCK + 7, 0, 0] = np.inf
+    vectors[ROW_BLOCK + 99, 1, 0] = -np.inf
+    found = nonfinite_rows(vectors)
+    assert found.tolist() == bad and found.dtype == np.int64
+    clean = nonfinite_rows(np.zeros((4, 3), np.float32))
+    assert clean.tolist() == [] and clean.dtype == np.int64
+    assert nonfinite_rows(np.zeros((0, 3), np.float32)).tolist() == []
+
+
+def test_row_digests_are_uint64_and_equal_exactly_for_equal_rows() -> None:
+    from lvmcore.vectors import row_digests
+
+    vectors = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]], dtype=np.float32)
+    digests = row_digests(vectors)
+    assert digests.dtype == np.uint64 and digests[0] == digests[1] != digests[2]

@@ -426,3 +426,50 @@ def test_bank_loss_on_two_ranks_matches_one_process_with_the_doubled_batch(prese
     assert distributed["bank_size"] == single.bank_size
     assert distributed["loss"] == pytest.approx(single.loss, abs=1e-5)
     assert_same_gradients(distributed["grads"], gradients(model))
+
+
+# --------------------------------------------------------------------------- boundaries the mutation run found unpinned
+
+
+def test_expected_negatives_default_to_one_of_each_multiplier() -> None:
+    """A history config that leaves out accumulation, world size, hard negatives or key multiplicity means 1, 1, 0 and 1."""
+    assert expected_negatives_per_positive({"batch_size": 8}) == 7
+    assert expected_negatives_per_positive({"batch_size": 8, "hard_negatives": None}) == 7
+    assert expected_negatives_per_positive({"loss": "bank", "bank_size": 100, "context_length": 5}) == 100 - 1 - 5
+
+
+def test_training_step_sends_a_two_tower_model_with_a_bank_through_its_payload_tower() -> None:
+    model = make_model("two-tower").eval()
+    with torch.no_grad():
+        model.payload_tower.proj.weight.normal_(std=0.05)
+    contexts, targets, bank = make_bank_batch(12, 60, seed=3)
+    model.zero_grad()
+    step = training_step(model, contexts, targets, bank=bank, micro_batch_size=4)
+    assert any(name.startswith("payload_tower") for name in gradients(model)), "the bank was not encoded by the payload tower"
+    model.zero_grad()
+    assert step.loss == pytest.approx(two_tower_bank_step(model, contexts, targets, bank, micro_batch_size=4).loss, abs=1e-6)
+    assert (step.positives, step.bank_size) == (12, 60)
+
+
+def test_a_model_without_tower_count_is_one_tower() -> None:
+    class Plain(torch.nn.Module):  # any nn.Module mapping contexts to predictions
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = make_model("mamba-xs").eval()
+
+        def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+            return self.inner(contexts)
+
+    contexts, targets, _ = make_batch(8)
+    step = training_step(Plain(), contexts, targets, micro_batch_size=4)
+    assert (step.positives, step.negatives_per_positive) == (8, 7)
+    _, _, bank = make_bank_batch(8, 50)
+    assert training_step(Plain(), contexts, targets, bank=bank, micro_batch_size=4).positives == 8
+
+
+def test_the_hard_negative_refusal_says_why() -> None:
+    model = make_model("mamba-xs").eval()
+    contexts, targets, bank = make_bank_batch(8, 50)
+    _, _, negatives = make_batch(8, hard=1)
+    with pytest.raises(ValueError, match=r"^hard negatives are for the in-batch loss: the bank already holds every same-article chunk$"):
+        training_step(model, contexts, targets, bank=bank, hard_negatives=negatives, micro_batch_size=4)

@@ -15,9 +15,16 @@ from lvmcore.plumbing.key_recovery import ContextKeys
 from lvmcore.search.exact import exact_search
 from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.gate.metrics import (
+    Retrieval,
     echo_rate,
     empirical_auc,
+    exclude_context,
+    generalization_gap,
     ivf_exact_agreement,
+    mean_cosine,
+    offset_margin,
+    offset_range,
+    retrieval_intervals,
     l2_normalize,
     offset_peak,
     retrieval_figures,
@@ -244,3 +251,88 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
     assert result.oracle.ivf is not None  # the oracle still searches the raw payload through the IVF
     assert result.searched["fixed_exact_queries"] == 4 * eval_set.count and result.searched["exact_queries"] == 0  # 3 baselines + oracle; model and train go to the encoded pass
     assert result.searched["encoded_queries"] == eval_set.count + result.train.exact.count
+
+
+# --------------------------------------------------------------------------- boundaries the mutation run found unpinned
+
+
+def test_echo_counts_payload_row_zero_and_never_padding() -> None:
+    payload_keys = np.array([[0, 0]])  # one row: a -1 must not be read as row 0 or row 1
+    context_keys = np.array([[[0, 0]], [[0, 0]], [[0, 0]]])
+    assert echo_rate(np.array([0, -1, 0]), payload_keys, context_keys) == pytest.approx(2 / 3)
+    assert echo_rate(np.array([[0], [-1], [0]]), payload_keys, context_keys) == pytest.approx(2 / 3)  # (M, 1) top lists
+    assert echo_rate(np.array([0]), payload_keys, context_keys[:1]) == 1.0
+    assert echo_rate(np.zeros(0, dtype=np.int64), payload_keys, context_keys[:0]) == 0.0
+
+
+def test_excluded_lists_shorter_than_k_pad_with_misses_in_a_one_row_payload() -> None:
+    payload_keys = np.array([[3, 1]])
+    out = exclude_context(np.array([[0, -1, 0]]), payload_keys, np.array([[[9, 9]]]), k=5)
+    assert out.tolist() == [[0, 0, -1, -1, -1]]
+    assert exclude_context(np.array([[0, -1, 0]]), payload_keys, np.array([[[3, 1]]]), k=2).tolist() == [[-1, -1]]
+
+
+def test_generalization_gap_is_train_minus_held_out_for_each_figure() -> None:
+    def figures(r1: float, r5: float) -> Retrieval:
+        return Retrieval(r1, r5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10)
+
+    gap = generalization_gap(figures(0.5, 0.75), figures(0.25, 0.5), 0.75, 0.5)
+    assert gap == {"r_at_5_gap": 0.25, "r_at_1_gap": 0.25, "cosine_gap": 0.25}
+
+
+def test_mean_cosine_of_one_row_and_of_none() -> None:
+    assert mean_cosine(np.array([[3.0, 4.0]]), np.array([[4.0, 3.0]])) == pytest.approx(24 / 25)
+    assert np.isnan(mean_cosine(np.zeros((0, 2)), np.zeros((0, 2))))
+
+
+def test_offset_margin_and_peak_by_hand() -> None:
+    assert offset_margin({-1: 0.2, 0: 0.5, 1: 0.625, 2: float("nan")}) == pytest.approx(0.125)
+    assert offset_margin({0: 0.5, 1: 0.25}) == pytest.approx(-0.25)
+    assert np.isnan(offset_margin({0: 0.5, 2: 0.4}))  # no +1 offset: nothing to compare
+    assert np.isnan(offset_margin({1: 0.5, 2: float("nan")}))  # no other offset with a chunk
+    assert offset_peak({0: float("nan")}) is None and offset_peak({}) is None
+
+
+def test_offset_range_runs_from_the_first_context_chunk_to_three_ahead() -> None:
+    assert offset_range(5) == [-5, -4, -3, -2, -1, 0, 1, 2, 3]
+    assert offset_range(2, ahead=1) == [-2, -1, 0, 1]
+
+
+def test_retrieval_intervals_follow_confidence_and_seed() -> None:
+    ranks = np.array([1, 0, 3, 0, 2, 0, 0, 5, 0, 1] * 5)
+    default = retrieval_intervals(ranks)
+    assert default["mrr"] == retrieval_intervals(ranks)["mrr"] and default["mrr"].method.endswith("seed 0)")
+    assert default["r_at_5"].confidence == 0.95 and default["mrr"].confidence == 0.95
+    narrow = retrieval_intervals(ranks, confidence=0.5, seed=5)
+    assert narrow["r_at_5"].confidence == 0.5 and narrow["r_at_5"].high - narrow["r_at_5"].low < default["r_at_5"].high - default["r_at_5"].low
+    assert narrow["mrr"].confidence == 0.5 and narrow["mrr"].method.endswith("seed 5)")
+    assert narrow["mrr"].high - narrow["mrr"].low < default["mrr"].high - default["mrr"].low
+
+
+def test_separation_of_two_rows_is_measured_and_of_one_or_none_is_not() -> None:
+    targets = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    two = separation(np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32), targets)
+    assert (two.pos_mean, two.neg_mean, two.delta, two.auc, two.negatives_used) == pytest.approx((0.9, 0.3, 0.6, 1.0, 2))
+    one = separation(np.array([[0.6, 0.8]], dtype=np.float32), targets[:1])
+    assert one.pos_mean == pytest.approx(0.6) and one.negatives_used == 0
+    assert all(np.isnan(v) for v in (one.neg_mean, one.delta, one.auc))
+    none = separation(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
+    assert np.isnan(none.pos_mean) and none.negatives_used == 0
+
+
+def test_separation_samples_negatives_only_past_max_pairs_and_reproducibly() -> None:
+    rng = np.random.default_rng(8)
+    targets = l2_normalize(rng.normal(size=(10, 4)))
+    preds = l2_normalize(targets + rng.normal(size=(10, 4)))
+    assert separation(preds, targets, max_pairs=90).negatives_used == 90  # all 10 x 9 pairs
+    assert separation(preds, targets, max_pairs=89).negatives_used == 10 * 8  # 89 // 10 per row
+    assert separation(preds, targets, max_pairs=5).negatives_used == 10  # at least one per row
+    assert separation(preds, targets, max_pairs=50) == separation(preds, targets, max_pairs=50)
+
+
+def test_sampled_negatives_reach_every_other_row() -> None:
+    """Three rows whose prediction is the NEXT row's target: the sampled AUC sees both other rows over seeds."""
+    targets = np.eye(3, dtype=np.float32)
+    preds = targets[[1, 2, 0]]  # sim(i, i+1) = 1, sim(i, i+2) = 0, own = 0
+    aucs = {separation(preds, targets, max_pairs=5, seed=seed).auc for seed in range(10)}
+    assert aucs != {0.5}, "a sample that never draws the next row"
