@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lvmcore.gate.comparison import compare_to_best, model_kind
+from lvmcore.gate.comparison import best_baseline, compare_to_best, model_kind
 from lvmcore.gate.metrics import exclude_context, hit_ranks
 from lvmcore.search.hits import hits_at
 
@@ -86,3 +86,19 @@ def test_model_kind_sentences_and_the_echo_boundary() -> None:
         "copier", "it does not beat the best baseline in either view and its top-1 is its own context for 50% of the rows: it learned to copy")
     assert model_kind(tie, tie, echo=None) == ("no better than the baselines", "it does not beat the best baseline in either view")
     assert model_kind(tie, None, echo=0.49, high_echo=0.5)[0] == "no better than the baselines"
+
+
+def test_best_baseline_ties_go_to_the_higher_cosine_then_the_first_named() -> None:
+    tied = {"copy_last": _ranks(100), "mean_context": _ranks(100), "ridge": _ranks(90)}
+    assert best_baseline(tied, {"copy_last": 0.4, "mean_context": 0.5, "ridge": 0.9}) == "mean_context"
+    assert best_baseline(tied, {"copy_last": 0.5, "mean_context": 0.4}) == "copy_last"
+    assert best_baseline(tied, {"mean_context": 0.1}) == "mean_context"  # a missing cosine counts 0
+    assert best_baseline(tied) == "copy_last" and best_baseline(dict(reversed(list(tied.items())))) == "mean_context"
+    assert best_baseline({"a": _ranks(100, rank=5), "b": _ranks(100, rank=6)}) == "a"  # rank 6 is not a hit at 5
+
+
+def test_compare_to_best_uses_the_cosines_and_the_seed_it_is_given() -> None:
+    tied = {"copy_last": _ranks(100), "mean_context": _ranks(100)}
+    comparison = compare_to_best("raw", _ranks(150), tied, seed=3, cosines={"mean_context": 0.6, "copy_last": 0.5})
+    assert comparison.baseline == "mean_context" and comparison.paired.interval.method.endswith("seed 3)")
+    assert compare_to_best("raw", _ranks(150), tied).paired.interval.method.endswith("seed 0)")

@@ -314,3 +314,75 @@ def test_rows_to_resolve_grows_as_the_levels_close_in():
     gaps = [rows_to_resolve(0.05, other) for other in (0.20, 0.10, 0.08, 0.06)]
     assert gaps == sorted(gaps) and len(set(gaps)) == 4, gaps
     assert rows_to_resolve(0.05, 0.10, confidence=0.99) > rows_to_resolve(0.05, 0.10, confidence=0.95)
+
+
+def test_refusals_name_the_figures_that_cannot_be_told_apart():
+    with pytest.raises(ValueError, match=r"^rate and other are both 0\.05: no number of rows tells them apart$"):
+        rows_to_resolve(0.05, 0.05)
+    with pytest.raises(ValueError, match=r"^telling 0\.05 from 0\.1 at 95% needs more than max_rows=152 rows$"):
+        rows_to_resolve(0.05, 0.10, max_rows=152)
+    for rate, other in ((1.5, 0.1), (0.1, 1.5), (-0.1, 0.1), (0.1, -0.1)):
+        with pytest.raises(ValueError, match=rf"^rate and other must lie in \[0, 1\], got {rate}, {other}$"):
+            resolvable(rate, other, 100)
+    assert resolvable(1.0, 0.0, 10) and resolvable(0.0, 1.0, 10)  # the edges of [0, 1] are rates
+
+
+def test_every_refusal_says_what_was_wrong():
+    cases = [
+        (lambda: wilson_interval(6, 5), r"^need 0 <= hits <= n, got hits=6, n=5$"),
+        (lambda: wilson_interval(1, 0), r"^need 0 <= hits <= n, got hits=1, n=0$"),
+        (lambda: wilson_interval(1, 5, 1.0), r"^confidence must lie in \(0, 1\), got 1\.0$"),
+        (lambda: wilson_interval(1, 5, 1.5), r"^confidence must lie in \(0, 1\), got 1\.5$"),
+        (lambda: bootstrap_mean_interval(np.ones((3, 2))), r"^values must be a non-empty 1-D array of per-row values, got shape \(3, 2\)$"),
+        (lambda: bootstrap_mean_interval(np.array([0.5, np.nan, 1.0])), r"^values holds 1 non-finite values$"),
+        (lambda: bootstrap_mean_interval(np.ones(3), resamples=0), r"^resamples must be >= 1, got 0$"),
+        (lambda: paired_difference(np.array([]), np.array([])), r"^a must be a non-empty 1-D array of per-row values, got shape \(0,\)$"),
+        (lambda: paired_difference(np.ones(3), np.array([1.0, np.inf, np.nan])), r"^b holds 2 non-finite values$"),
+        (lambda: paired_difference(np.ones(5), np.ones(6)), r"^a and b must hold the same rows, got 5 and 6$"),
+        (lambda: mcnemar_exact_p(-1, 3), r"^discordant counts must be >= 0, got -1, 3$"),
+        (lambda: mcnemar_exact_p(3, -1), r"^discordant counts must be >= 0, got 3, -1$"),
+        (lambda: rows_to_resolve(0.05, 0.10, max_rows=128), r"^telling 0\.05 from 0\.1 at 95% needs more than max_rows=128 rows$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_methods_name_the_interval_with_its_defaults():
+    assert wilson_interval(3, 10).method == "wilson" and wilson_interval(0, 0).as_dict() == {
+        "low": 0.0, "high": 1.0, "estimate": pytest.approx(float("nan"), nan_ok=True), "confidence": 0.95, "method": "wilson"}
+    assert wilson_interval(0, 0, 0.9).confidence == 0.9
+    assert bootstrap_mean_interval(np.ones(4)).method == "percentile bootstrap (2000 resamples, seed 0)"
+    paired = paired_difference(np.ones(4), np.zeros(4))
+    assert paired.interval.method == "paired percentile bootstrap (2000 resamples, seed 0)"
+
+
+def test_paired_difference_takes_boolean_hits_and_counts_discordant_rows_only_for_hits():
+    a, b = np.array([True, True, False, False]), np.array([True, False, True, False])
+    paired = paired_difference(a, b)
+    assert (paired.difference, paired.a_only, paired.b_only, paired.mcnemar_p) == (0.0, 1, 1, 1.0)
+    graded = paired_difference(np.array([1.0, 0.0, 1.0]), np.array([0.5, 0.2, 0.1]))  # a hits, b reciprocal ranks
+    assert (graded.a_only, graded.b_only, graded.mcnemar_p) == (None, None, None)
+
+
+def test_binomial_half_tail_at_its_edges_and_across_the_exact_limit():
+    from fractions import Fraction
+    from math import comb
+
+    from lvmcore.gate.intervals import EXACT_MCNEMAR_MAX, _binomial_half_tail
+
+    assert _binomial_half_tail(-1, 5) == 0.0 and _binomial_half_tail(5, 5) == 1.0 and _binomial_half_tail(6, 5) == 1.0
+    assert _binomial_half_tail(2, 5) == (1 + 5 + 10) / 32
+    m = EXACT_MCNEMAR_MAX  # the largest m summed in exact integers
+    exact = Fraction(sum(comb(m, i) for i in range(4901)), 2**m)
+    assert _binomial_half_tail(4900, m) == float(exact)
+    assert _binomial_half_tail(m, m + 1) <= 1.0
+
+
+def test_rows_to_resolve_is_one_past_the_last_row_count_that_fails():
+    """Brute force: scan every n up to a bound far past the answer."""
+    for rate, other in ((0.05, 0.10), (0.05, 0.0), (0.2, 0.1), (0.9, 1.0), (0.5, 0.3)):
+        answer = rows_to_resolve(rate, other)
+        ns = np.arange(1, 4 * answer + 50)
+        fails = [n for n in ns if not resolvable(rate, other, int(n))]
+        assert answer == (fails[-1] + 1 if fails else 1), (rate, other)

@@ -214,3 +214,46 @@ def test_row_digests_are_uint64_and_equal_exactly_for_equal_rows() -> None:
     vectors = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]], dtype=np.float32)
     digests = row_digests(vectors)
     assert digests.dtype == np.uint64 and digests[0] == digests[1] != digests[2]
+
+
+def test_pack_refuses_each_out_of_range_column_on_its_own_and_says_why() -> None:
+    from lvmcore.keys import MAX_ARTICLE, MAX_CHUNK
+
+    assert unpack_keys(pack_keys(as_keys([(MAX_ARTICLE, MAX_CHUNK)]))).tolist() == [[MAX_ARTICLE, MAX_CHUNK]]  # the largest key packs
+    message = r"^keys must be non-negative with article < 2\*\*31 and chunk < 2\*\*32$"
+    for key in ((-1, 0), (0, -1), (MAX_ARTICLE + 1, 0), (0, MAX_CHUNK + 1)):
+        with pytest.raises(ValueError, match=message):
+            pack_keys(np.array([key], dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^keys must end in a dimension of 2, got shape \(2, 3\)$"):
+        pack_keys(np.zeros((2, 3), dtype=np.int64))
+
+
+def test_an_empty_index_finds_no_row_as_int64() -> None:
+    rows = KeyIndex.from_keys(as_keys([])).first_row(as_keys([(1, 2), (3, 4)]))
+    assert rows.tolist() == [-1, -1] and rows.dtype == np.int64
+
+
+def test_shift_keys_of_unsigned_and_context_shaped_keys() -> None:
+    from lvmcore.keys import shift_keys
+
+    moved, valid = shift_keys(np.array([[0, 0], [2, 5]], dtype=np.uint32), 1, -1)  # uint keys must not wrap to 2**32 - 1
+    assert moved.tolist() == [[0, 0], [2, 4]] and valid.tolist() == [False, True]
+    contexts = np.array([[[1, 0], [1, 1]], [[0, 3], [0, 4]]])  # (M=2, C=2, 2)
+    moved, valid = shift_keys(contexts, 0, -1)
+    assert valid.tolist() == [[True, True], [False, False]]
+    assert moved.tolist() == [[[0, 0], [0, 1]], [[0, 0], [0, 0]]]  # rows that fell below zero read (0, 0)
+
+
+def test_cosine_rows_by_hand_zero_rows_and_float32_overflow() -> None:
+    a = np.array([[3.0, 4.0], [0.0, 0.0], [1e20, 1e20]], dtype=np.float32)
+    b = np.array([[2.0, 0.0], [1.0, 0.0], [1e20, 1e20]], dtype=np.float32)
+    cos = cosine_rows(a, b)  # 6 / (5 * 2); a zero row gives 0, not NaN; 1e20 squared overflows float32, not float64
+    assert cos.tolist() == pytest.approx([0.6, 0.0, 1.0]) and cos.dtype == np.float64
+    assert cosine_rows(b, a).tolist() == pytest.approx([0.6, 0.0, 1.0])
+
+
+def test_l2_normalize_gives_float32_unit_rows_and_leaves_zero_rows_zero() -> None:
+    from lvmcore.vectors import l2_normalize
+
+    unit = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float64))
+    assert unit.dtype == np.float32 and unit.reshape(-1).tolist() == pytest.approx([0.6, 0.8, 0.0, 0.0])

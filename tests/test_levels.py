@@ -82,6 +82,7 @@ def test_describe_and_format() -> None:
     assert bound(minimum=0.5).describe(0.75) == ">= 0.75"
     plain = bound(minimum=0.5)
     assert [plain.format(v) for v in (None, 3.0, 0.123456, 1e16)] == ["n/a", "3", "0.1235", "1e+16"]
+    assert plain.format(1e15 - 1) == "999999999999999" and plain.format(1e15) == "1e+15"  # whole numbers in full below 1e15
     assert bound(minimum=0.5, percent=True).format(0.1234) == "12.34%"
 
 

@@ -448,7 +448,18 @@ def test_training_step_sends_a_two_tower_model_with_a_bank_through_its_payload_t
     assert any(name.startswith("payload_tower") for name in gradients(model)), "the bank was not encoded by the payload tower"
     model.zero_grad()
     assert step.loss == pytest.approx(two_tower_bank_step(model, contexts, targets, bank, micro_batch_size=4).loss, abs=1e-6)
-    assert (step.positives, step.bank_size) == (12, 60)
+    assert (step.positives, step.bank_size, step.negatives_per_positive, step.masked_per_positive) == (12, 60, 60 - 1 - CONTEXT, CONTEXT)
+
+
+@pytest.mark.parametrize("preset", ["mamba-xs", "two-tower"])
+def test_training_step_hands_the_targets_to_a_sampled_bank(preset: str) -> None:
+    """A sampled bank's columns start with the step's own targets: the loss of training_step is the direct step's."""
+    direct = one_tower_bank_step if preset == "mamba-xs" else two_tower_bank_step
+    model = make_model(preset).eval()
+    contexts, targets, bank = make_bank_batch(12, 60, seed=4, sampled=True)
+    expected = direct(model, contexts, targets, bank, micro_batch_size=4).loss
+    step = training_step(model, contexts, targets, bank=bank, micro_batch_size=4)
+    assert step.loss == pytest.approx(expected, abs=1e-6) and step.bank_size == 60
 
 
 def test_a_model_without_tower_count_is_one_tower() -> None:
@@ -473,3 +484,44 @@ def test_the_hard_negative_refusal_says_why() -> None:
     _, _, negatives = make_batch(8, hard=1)
     with pytest.raises(ValueError, match=r"^hard negatives are for the in-batch loss: the bank already holds every same-article chunk$"):
         training_step(model, contexts, targets, bank=bank, hard_negatives=negatives, micro_batch_size=4)
+
+
+def test_info_nce_is_the_cross_entropy_of_cosines_over_the_temperature() -> None:
+    """By hand, with rows that are not unit vectors: each row normalised on its own, then softmax over the columns."""
+    predictions = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    columns = torch.tensor([[2.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
+    labels = torch.tensor([1, 0])
+    cosines = torch.tensor([[0.6, 0.8, 7 / (5 * 2**0.5)], [1.0, 0.0, 2**-0.5]])
+    expected = torch.nn.functional.cross_entropy(cosines / 0.5, labels)
+    assert float(info_nce(predictions, columns, labels, 0.5)) == pytest.approx(float(expected), abs=1e-6)
+    mask = torch.tensor([[False, False, True], [False, False, False]])
+    masked = torch.nn.functional.cross_entropy((cosines / 0.5).masked_fill(mask, float("-inf")), labels)
+    assert float(bank_info_nce(predictions, columns, labels, mask, 0.5)) == pytest.approx(float(masked), abs=1e-6)
+
+
+def test_in_batch_steps_use_the_given_temperature_and_report_what_they_scored() -> None:
+    contexts, targets, _ = make_batch(8)
+    for preset in ("mamba-xs", "two-tower"):
+        model = make_model(preset).eval()
+        with torch.no_grad():
+            expected = float(info_nce(model(contexts), model.encode_bank(targets) if preset == "two-tower" else targets, torch.arange(8), 0.5))
+        step = training_step(model, contexts, targets, micro_batch_size=3, temperature=0.5)
+        assert step.loss == pytest.approx(expected, abs=1e-5), preset
+        assert (step.positives, step.negatives_per_positive, step.bank_size) == (8, 7, 8), preset
+
+
+def test_one_hard_negative_is_a_column() -> None:
+    contexts, targets, negatives = make_batch(1, hard=1)
+    step = training_step(make_model("mamba-xs").eval(), contexts, targets, hard_negatives=negatives, micro_batch_size=1)
+    assert (step.negatives_per_positive, step.bank_size) == (1, 2)
+
+
+def test_an_empty_batch_masks_nothing_and_micro_batches_of_one_are_allowed() -> None:
+    codes = torch.from_numpy(pack_keys(np.array([(0, c) for c in range(4)])))
+    mask = bank_mask(codes, torch.zeros(0, dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    assert mask.shape == (0, 4)
+    from lvmcore.training.loss import micro_slices
+
+    assert micro_slices(3, 1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    with pytest.raises(ValueError, match=r"^micro-batch size must be >= 1, got 0$"):
+        micro_slices(3, 0)

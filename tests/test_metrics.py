@@ -256,6 +256,27 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
 # --------------------------------------------------------------------------- boundaries the mutation run found unpinned
 
 
+def test_empirical_auc_of_nested_arrays_and_of_nothing() -> None:
+    assert empirical_auc(np.array([[1.0], [2.0]]), np.array([[0.5, 1.5]])) == empirical_auc(np.array([1.0, 2.0]), np.array([0.5, 1.5])) == 0.75
+    assert np.isnan(empirical_auc(np.array([]), np.array([1.0]))) and np.isnan(empirical_auc(np.array([1.0]), np.array([])))
+
+
+def test_article_hits_and_median_rank_by_hand() -> None:
+    payload_keys = np.array([[0, 0], [1, 0], [1, 1], [2, 5]])
+    retrieved = np.array([[1, -1, 3], [-1, 0, 3], [2, 3, 0], [3, 1, -1]])
+    truth = np.array([[1, 1], [1, 0], [1, 1], [2, 5]])  # query 0: article 1 found, not its chunk; 1: neither; 2, 3: chunk at rank 1
+    figures = retrieval_figures(retrieved, payload_keys, truth)
+    assert figures.article_at_50 == 0.75 and figures.r_at_1 == 0.5 and figures.median_rank == (1 + 51) / 2
+    assert retrieval_figures(np.array([[0], [2]]), payload_keys, np.array([[0, 0], [1, 1]])).median_rank == 1.0
+    empty = retrieval_figures(np.zeros((0, 50), dtype=np.int64), payload_keys, np.zeros((0, 2), dtype=np.int64))
+    assert empty.article_at_50 == 0.0 and empty.r_at_5 == 0.0 and empty.count == 0 and np.isnan(empty.median_rank)
+
+
+def test_echo_of_top_lists_one_deep_reads_each_row_against_its_own_context() -> None:
+    payload_keys = np.array([[0, 0], [0, 1]])
+    assert echo_rate(np.array([[0], [0]]), payload_keys, np.array([[[0, 0]], [[0, 1]]])) == 0.5
+
+
 def test_echo_counts_payload_row_zero_and_never_padding() -> None:
     payload_keys = np.array([[0, 0]])  # one row: a -1 must not be read as row 0 or row 1
     context_keys = np.array([[[0, 0]], [[0, 0]], [[0, 0]]])
@@ -278,6 +299,8 @@ def test_generalization_gap_is_train_minus_held_out_for_each_figure() -> None:
 
     gap = generalization_gap(figures(0.5, 0.75), figures(0.25, 0.5), 0.75, 0.5)
     assert gap == {"r_at_5_gap": 0.25, "r_at_1_gap": 0.25, "cosine_gap": 0.25}
+    assert figures(0.5, 0.75).as_dict() == {"r_at_1": 0.5, "r_at_5": 0.75, "r_at_10": 0.0, "r_at_50": 0.0, "mrr": 0.0, "contain_at_50": 0.0,
+                                            "article_at_50": 0.0, "median_rank": 0.0, "count": 10}
 
 
 def test_mean_cosine_of_one_row_and_of_none() -> None:
@@ -328,6 +351,14 @@ def test_separation_samples_negatives_only_past_max_pairs_and_reproducibly() -> 
     assert separation(preds, targets, max_pairs=89).negatives_used == 10 * 8  # 89 // 10 per row
     assert separation(preds, targets, max_pairs=5).negatives_used == 10  # at least one per row
     assert separation(preds, targets, max_pairs=50) == separation(preds, targets, max_pairs=50)
+    sims = preds.astype(np.float64) @ targets.T.astype(np.float64)
+    exact_auc = empirical_auc(np.diag(sims), sims[~np.eye(10, dtype=bool)])
+    assert separation(preds, targets, max_pairs=90).auc == pytest.approx(exact_auc, abs=1e-6)  # exactly M(M-1) pairs: every pair, no sample
+
+
+def test_sampled_negatives_never_hold_the_own_target() -> None:
+    targets = np.eye(3, dtype=np.float32)  # own cosine 1, every other 0: the AUC is 1 unless a row's own target is drawn as a negative
+    assert all(separation(targets, targets, max_pairs=5, seed=seed).auc == 1.0 for seed in range(10))
 
 
 def test_sampled_negatives_reach_every_other_row() -> None:
