@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
-from lvmcore.gate import health
+from lvmcore.gate import health, intervals
 from lvmcore.vectors import l2_normalize
 
 
@@ -104,3 +104,76 @@ def test_the_shift_test_rarely_alarms_on_honest_models() -> None:
         preds = l2_normalize(skill * targets + rng.normal(size=targets.shape) / np.sqrt(targets.shape[1]))
         alarms += health.shift_test(preds, targets, keys, seed)[0] < 0.01
     assert alarms <= 6, alarms  # 2% of 300: the bound with room for the sampling noise of 300 draws
+
+
+# --------------------------------------------------------------------------- the figures by hand (pinned after the mutation run)
+
+
+def test_row_order_reads_other_rows_truths_minus_its_own_minus_chance() -> None:
+    rng = np.random.default_rng(3)
+    payload_keys = np.array([(a, c) for a in range(3) for c in range(4)])  # 3 articles x 4 chunks
+    truth_keys = payload_keys[[0, 5, 10, 1, 6, 11]]
+    top_rows = rng.integers(-1, 12, (6, 5))
+    own_ranks = np.array([0, 1, 5, 6, 2, 0])  # hits at 5: rows 1, 2, 4
+    preds, targets = l2_normalize(rng.normal(size=(6, 8))), l2_normalize(rng.normal(size=(6, 8)))
+    order = health.row_order(preds, targets, truth_keys, top_rows, own_ranks, payload_keys, seed=4)
+    elsewhere, chance = health.elsewhere_hits(top_rows, payload_keys, truth_keys)
+    own = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    assert order.own_share == 0.5 and order.elsewhere_share == elsewhere.mean() and order.chance_share == pytest.approx(chance.mean())
+    assert order.elsewhere_excess_low == intervals.bootstrap_mean_interval(elsewhere - own - chance, seed=4).low
+    p, shift, rows, closer = health.shift_test(preds, targets, truth_keys, 4)
+    assert (order.shift_p, order.worst_shift, order.shift_rows, order.shift_closer) == (p, shift, rows, closer)
+    assert order.as_dict() == {"shift_p": p, "worst_shift": shift, "shift_rows": rows, "shift_closer": closer, "elsewhere_share": order.elsewhere_share,
+                               "own_share": 0.5, "chance_share": order.chance_share, "elsewhere_excess_low": order.elsewhere_excess_low}
+
+
+def test_input_information_of_output_that_follows_its_input() -> None:
+    rng = np.random.default_rng(5)
+    contexts = rng.normal(size=(12, 3, 6)).astype(np.float32)
+    preds = contexts.mean(axis=1)  # the context mean itself: prediction similarities ARE context similarities
+    info = health.input_information(preds, contexts, seed=2, permutations=50)
+    assert info.correlation == pytest.approx(1.0) and info.rows == 12
+    assert info.null_sd > 0 and info.z == pytest.approx((info.correlation - info.null_mean) / info.null_sd)
+    assert info == health.input_information(preds, contexts, seed=2, permutations=50)  # seeded
+    assert health.input_information(preds, contexts, seed=2, rows=5, permutations=50).rows == 5  # a sample of 5 rows
+
+
+def test_input_information_needs_four_rows_and_spread() -> None:
+    rng = np.random.default_rng(6)
+    contexts = rng.normal(size=(4, 2, 5)).astype(np.float32)
+    four = health.input_information(contexts.mean(axis=1), contexts, permutations=20)
+    assert four.rows == 4 and four.correlation == pytest.approx(1.0)
+    three = health.input_information(contexts[:3].mean(axis=1), contexts[:3], permutations=20)
+    assert three.rows == 3 and all(np.isnan(v) for v in (three.correlation, three.null_mean, three.null_sd, three.z))
+    constant = health.input_information(np.ones((6, 5), np.float32), rng.normal(size=(6, 2, 5)), permutations=20)
+    assert constant.rows == 6 and all(np.isnan(v) for v in (constant.correlation, constant.null_mean, constant.null_sd, constant.z))
+
+
+def test_answer_copies_count_copies_of_the_target_or_the_truth_row_not_explained_by_the_context() -> None:
+    e = np.eye(4, dtype=np.float32)
+    targets = e[[0, 1, 2, 3]]
+    truth_vectors = e[[0, 2, 2, 3]]  # row 1's payload row differs from its target
+    truth_found = np.array([True, True, True, False])
+    contexts = np.stack([e[[1, 3]], e[[0, 3]], e[[2, 3]], e[[0, 1]]])  # row 2's context holds its own target
+    preds = e[[0, 2, 2, 3]] * 3.0  # row 0 copies its target, row 1 its truth row, row 2 its target (in its context), row 3 its target
+    copies = health.answer_copies(preds, targets, truth_vectors, truth_found, contexts, baseline_cosine=0.5)
+    assert (copies.copied_rows, copies.rows) == (3, 4)  # rows 0, 1, 3; row 2 copies its context
+    assert copies.model_cosine == pytest.approx(0.75) and copies.baseline_cosine == 0.5
+    assert copies.oracle_closure == pytest.approx((0.75 - 0.5) / (1 - 0.5))
+    assert np.isnan(health.answer_copies(preds, targets, truth_vectors, truth_found, contexts, baseline_cosine=1.0).oracle_closure)
+    unfound = health.answer_copies(e[[1]], e[[0]], e[[1]], np.array([False]), e[[[2, 3]]], 0.0)
+    assert unfound.copied_rows == 0  # a truth row that was not found is no evidence
+    empty = health.answer_copies(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, bool), np.zeros((0, 2, 4)), 0.5)
+    assert empty.rows == 0 and np.isnan(empty.model_cosine)
+
+
+def test_degenerate_rows_at_their_edges() -> None:
+    contexts = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)  # five different contexts
+    preds = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [np.nan, 1.0, 1.0], [0.0, 0.0, 0.0], [5.0, 1.0, 0.5]], dtype=np.float32)
+    rows = health.degenerate_rows(preds, contexts)
+    assert (rows.zero, rows.constant, rows.repeated, rows.rows) == (1, 1, 0, 5)  # a row with spread is not constant; NaN is neither
+    two = health.degenerate_rows(np.array([[1.0, 0.0], [2.0, 0.0]], np.float32), contexts[:2, :, :2])
+    assert two.repeated == 2 and two.repeated_share == 1.0  # two usable rows, one direction, two contexts
+    same_context = health.degenerate_rows(np.array([[1.0, 0.0], [2.0, 0.0]], np.float32), np.zeros((2, 2, 2), np.float32))
+    assert same_context.repeated == 0
+    assert health.degenerate_rows(np.zeros((0, 3), np.float32), np.zeros((0, 2, 3), np.float32)).repeated_share == 0.0

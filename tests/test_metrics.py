@@ -257,7 +257,7 @@ def test_two_tower_searches_its_encoded_bank_without_ivf(tmp_path, monkeypatch) 
 
 
 def test_empirical_auc_of_nested_arrays_and_of_nothing() -> None:
-    assert empirical_auc(np.array([[1.0], [2.0]]), np.array([[0.5, 1.5]])) == empirical_auc(np.array([1.0, 2.0]), np.array([0.5, 1.5])) == 0.75
+    assert empirical_auc(np.array([[1.0, 2.0]]), np.array([[0.5], [1.5]])) == empirical_auc(np.array([1.0, 2.0]), np.array([0.5, 1.5])) == 0.75
     assert np.isnan(empirical_auc(np.array([]), np.array([1.0]))) and np.isnan(empirical_auc(np.array([1.0]), np.array([])))
 
 
@@ -268,6 +268,8 @@ def test_article_hits_and_median_rank_by_hand() -> None:
     figures = retrieval_figures(retrieved, payload_keys, truth)
     assert figures.article_at_50 == 0.75 and figures.r_at_1 == 0.5 and figures.median_rank == (1 + 51) / 2
     assert retrieval_figures(np.array([[0], [2]]), payload_keys, np.array([[0, 0], [1, 1]])).median_rank == 1.0
+    one_row = retrieval_figures(np.array([[0, -1]]), np.array([[4, 2]]), np.array([[4, 3]]))  # a -1 in a one-row payload reads no row
+    assert one_row.article_at_50 == 1.0 and one_row.r_at_50 == 0.0
     empty = retrieval_figures(np.zeros((0, 50), dtype=np.int64), payload_keys, np.zeros((0, 2), dtype=np.int64))
     assert empty.article_at_50 == 0.0 and empty.r_at_5 == 0.0 and empty.count == 0 and np.isnan(empty.median_rank)
 
@@ -299,8 +301,12 @@ def test_generalization_gap_is_train_minus_held_out_for_each_figure() -> None:
 
     gap = generalization_gap(figures(0.5, 0.75), figures(0.25, 0.5), 0.75, 0.5)
     assert gap == {"r_at_5_gap": 0.25, "r_at_1_gap": 0.25, "cosine_gap": 0.25}
-    assert figures(0.5, 0.75).as_dict() == {"r_at_1": 0.5, "r_at_5": 0.75, "r_at_10": 0.0, "r_at_50": 0.0, "mrr": 0.0, "contain_at_50": 0.0,
-                                            "article_at_50": 0.0, "median_rank": 0.0, "count": 10}
+
+
+def test_retrieval_as_dict_holds_every_figure_by_name() -> None:
+    figures = Retrieval(0.5, 0.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10)
+    assert figures.as_dict() == {"r_at_1": 0.5, "r_at_5": 0.75, "r_at_10": 0.0, "r_at_50": 0.0, "mrr": 0.0, "contain_at_50": 0.0,
+                                 "article_at_50": 0.0, "median_rank": 0.0, "count": 10}
 
 
 def test_mean_cosine_of_one_row_and_of_none() -> None:
