@@ -177,3 +177,48 @@ def test_degenerate_rows_at_their_edges() -> None:
     same_context = health.degenerate_rows(np.array([[1.0, 0.0], [2.0, 0.0]], np.float32), np.zeros((2, 2, 2), np.float32))
     assert same_context.repeated == 0
     assert health.degenerate_rows(np.zeros((0, 3), np.float32), np.zeros((0, 2, 3), np.float32)).repeated_share == 0.0
+
+
+def test_prediction_health_hands_every_input_and_the_seed_to_each_figure() -> None:
+    rng = np.random.default_rng(9)
+    m = 40
+    payload_keys = np.array([(a, c) for a in range(10) for c in range(6)])
+    truth_keys = payload_keys[rng.choice(60, m, replace=False)]
+    contexts = rng.normal(size=(m, 2, 4)).astype(np.float32)
+    targets = l2_normalize(rng.normal(size=(m, 4)))
+    truth_vectors = l2_normalize(rng.normal(size=(m, 4)))
+    truth_found = np.ones(m, dtype=bool)
+    truth_found[2] = False
+    preds = np.concatenate([truth_vectors[:2], targets[2:3], targets[2:3], rng.normal(size=(m - 4, 4))]).astype(np.float32)  # rows 2 and 3 repeat
+    top_rows, own_ranks = rng.integers(-1, 60, (m, 5)), rng.integers(0, 8, m)
+    found = health.prediction_health(preds, contexts, targets, truth_keys, truth_vectors, truth_found, 0.25, top_rows, own_ranks, payload_keys, seed=3)
+    assert found.degenerate == health.degenerate_rows(preds, contexts) and found.degenerate.repeated == 2
+    assert found.information == health.input_information(preds, contexts, 3)
+    assert found.information != health.input_information(preds, contexts, 0)
+    assert found.copies == health.answer_copies(preds, targets, truth_vectors, truth_found, contexts, 0.25) and found.copies.copied_rows == 3
+    assert found.order == health.row_order(preds, targets, truth_keys, top_rows, own_ranks, payload_keys, 3)
+    assert found.order.elsewhere_excess_low != health.row_order(preds, targets, truth_keys, top_rows, own_ranks, payload_keys, 0).elsewhere_excess_low
+
+
+def test_row_order_of_no_rows() -> None:
+    empty = health.row_order(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros((0, 2), np.int64), np.zeros((0, 5), np.int64),
+                             np.zeros(0, np.int64), np.array([(0, 0), (1, 0)]))
+    assert (empty.elsewhere_share, empty.own_share, empty.chance_share, empty.shift_rows) == (0.0, 0.0, 0.0, 0)
+    assert np.isnan(empty.elsewhere_excess_low)
+
+
+def test_sign_test_p_by_hand_and_never_above_one() -> None:
+    assert health.sign_test_p(1, 1) == 0.5 and health.sign_test_p(0, 0) == 1.0 and health.sign_test_p(2, 3) == pytest.approx(0.5)
+    assert all(health.sign_test_p(0, n) == 1.0 for n in (3, 5, 7))  # the float sum of every term exceeds 1 there
+
+
+def test_pearson_of_small_spreads_and_the_information_correlation_by_brute_force() -> None:
+    assert health._pearson(np.array([0.0, 0.1]), np.array([0.0, 0.2])) == pytest.approx(1.0)  # spreads far below 1
+    rng = np.random.default_rng(12)
+    contexts = rng.normal(size=(9, 2, 5)).astype(np.float32)
+    preds = (contexts.mean(axis=1) + rng.normal(size=(9, 5))).astype(np.float32)
+    info = health.input_information(preds, contexts, permutations=20)
+    c, p = l2_normalize(contexts.mean(axis=1)), l2_normalize(preds)
+    pairs = [(i, j) for i in range(9) for j in range(i + 1, 9)]  # every pair once, no row with itself
+    expected = np.corrcoef([float(c[i] @ c[j]) for i, j in pairs], [float(p[i] @ p[j]) for i, j in pairs])[0, 1]
+    assert info.correlation == pytest.approx(expected, abs=1e-6)
