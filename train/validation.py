@@ -17,10 +17,10 @@ from torch import nn
 from lvmcore.search.exact import exact_search
 from lvmcore.training.loss import info_nce
 from lvmcore.gate.intervals import paired_difference
-from lvmcore.gate.metrics import exclude_context, hits_at, separation
+from lvmcore.gate.metrics import exclude_context, separation
 from lvmcore.artifacts.payload import Payload
 from lvmcore.gate.predict import encode_bank, predict
-from lvmcore.search.hits import first_hit_rank, key_hits, recall_at
+from lvmcore.search.hits import first_hit_rank, hits_at, key_hits, recall_at
 from lvmcore.artifacts.training_data import TrainingData
 
 RETRIEVAL_K = 5

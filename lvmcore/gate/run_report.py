@@ -31,7 +31,7 @@ import numpy as np
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic, write_json_atomic
 from lvmcore.gate.intervals import paired_difference, wilson_interval
-from lvmcore.gate.metrics import hits_at
+from lvmcore.search.hits import hits_at
 from lvmcore.gate.report import FIGURES_RECORD, PLOT_DPI, _pyplot, decision_of, figures_of, save_figure
 
 UNTRUSTED = ("check_data", "check_model", "unknown")
