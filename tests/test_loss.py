@@ -28,6 +28,7 @@ from lvmcore.training.loss import (
     two_tower_step,
 )
 from lvmcore.models import PRESETS, build_model
+from rank_harness import spawn_ranks
 
 DIM, CONTEXT = 16, 5
 
@@ -398,22 +399,7 @@ def bank_worker(rank: int, port: int, out: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_rank_bank_results(tmp_path_factory) -> dict:
-    import os
-    import socket
-
-    import torch.multiprocessing as mp
-
-    out = tmp_path_factory.mktemp("bankddp") / "rank0.pt"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    previous = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        mp.spawn(bank_worker, args=(port, str(out)), nprocs=2, join=True)
-    finally:
-        os.environ.pop("OMP_NUM_THREADS") if previous is None else os.environ.__setitem__("OMP_NUM_THREADS", previous)
-    return torch.load(out, weights_only=True)
+    return spawn_ranks(bank_worker, 2, tmp_path_factory.mktemp("bankddp") / "rank0.pt")
 
 
 @pytest.mark.parametrize("preset,sampled", BANK_CASES)
