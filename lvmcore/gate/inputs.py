@@ -49,10 +49,6 @@ class InputFindings:
         return asdict(self)
 
 
-def _verdict_cause(verdict: AlignmentVerdict) -> str:
-    return verdict.cause or ""
-
-
 def eval_alignment(eval_set: EvalSet, payload: Payload, context_keys: ContextKeys) -> tuple[AlignmentVerdict, AlignmentVerdict]:
     """(contexts, targets) against the payload, by stored or recovered keys, as plumbing judges them."""
     contexts = judge_context_vectors(eval_set.contexts, context_keys, payload, "context vectors")
@@ -93,7 +89,7 @@ def measure_inputs(payload: Payload, eval_set: EvalSet, context_keys: ContextKey
     """Every input figure the decision reads before any model figure."""
     contexts, targets = eval_alignment(eval_set, payload, context_keys)
     if training_data is None or training_data.count == 0:
-        return InputFindings(contexts.fraction, _verdict_cause(contexts), targets.fraction, _verdict_cause(targets),
+        return InputFindings(contexts.fraction, contexts.cause, targets.fraction, targets.cause,
                              None, None, "", None, None, None, 0)
     target_share, context_share, cause, checked = training_alignment(training_data, payload, seed)
     articles, chunks = training_leakage(training_data, eval_set, context_keys)
@@ -101,5 +97,5 @@ def measure_inputs(payload: Payload, eval_set: EvalSet, context_keys: ContextKey
     if training_data.built_from_payload and oracle_scores is not None and oracle_rows is not None:
         training_rows = np.unique(np.concatenate([np.asarray(training_data.context_rows).reshape(-1), np.asarray(training_data.target_rows).reshape(-1)]))
         near = near_duplicates_in_training(oracle_scores, oracle_rows, training_rows, payload.count)
-    return InputFindings(contexts.fraction, _verdict_cause(contexts), targets.fraction, _verdict_cause(targets),
+    return InputFindings(contexts.fraction, contexts.cause, targets.fraction, targets.cause,
                          target_share, context_share, cause, articles, chunks, near, checked)

@@ -32,7 +32,7 @@ from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic, write_json_atomic
 from lvmcore.gate.intervals import paired_difference, wilson_interval
 from lvmcore.search.hits import hits_at
-from lvmcore.gate.report import FIGURES_RECORD, PLOT_DPI, _pyplot, decision_of, figures_of, save_figure
+from lvmcore.gate.report import _pyplot, decision_of, figures_of, save_figure
 
 UNTRUSTED = ("check_data", "check_model", "unknown")
 K = 5
@@ -171,7 +171,7 @@ def choose(checkpoints: list[CheckpointFigures], seed: int = 0) -> Choice:
         sentence = f"keep {kept.name}: " + "; ".join(c.sentence() for c in wins) + f" (R@5 {view_text}, same {len(kept.ranks)} eval rows)"
     else:
         sentence = (f"keep {kept.name} (highest R@5 {view_text}, {100 * float(hits[kept.name].mean()):.1f}%): no checkpoint is shown better than {kept.name}"
-                    + (f", and it is shown better than none of the others" if len(candidates) > 1 else ""))
+                    + (", and it is shown better than none of the others" if len(candidates) > 1 else ""))
     return Choice(kept.name, sentence, shown, view, [c.name for c in candidates])
 
 
