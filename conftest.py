@@ -1,15 +1,8 @@
-"""Root conftest: the suite's plugins (hooks, options, markers) live in `fixtures/`, one job each.
+"""Root conftest of the checkout: the suite's plugins (hooks, options, markers, fixtures) live in `fixtures/`, one job each.
 
-The fixtures the checks take are imported by name in `checks/conftest.py`.
+The list is `fixtures.PLUGINS`; an installed wheel registers the same modules from `lvm_checks/conftest.py`.
 """
 
-pytest_plugins = [
-    "fixtures.artifact_errors",
-    "fixtures.options",
-    "fixtures.recorder",
-    "fixtures.thresholds",
-    "fixtures.gate",
-    "fixtures.progress",
-    "fixtures.threads",
-    "fixtures.skips",
-]
+from fixtures import PLUGINS
+
+pytest_plugins = [f"fixtures.{name}" for name in PLUGINS]

@@ -1,8 +1,10 @@
 """Every fixture a check takes, by name, and the measurements several checks share.
 
-A check's fixture is one hop away: either defined below or imported here from the plugin module
-that owns it. The plugins' hooks (options, markers, thresholds, the report, the checkpoint
-parametrization) are registered by the root `conftest.py`.
+A check's fixture is one hop away: either defined below or in the plugin module that owns it
+(`fixtures/artifacts.py`, `fixtures/gate.py`, `fixtures/recorder.py`, `fixtures/thresholds.py`). The
+plugins (hooks, options, markers, fixtures) are registered by the root `conftest.py`, or by
+`lvm_checks/conftest.py` in an installed wheel; this file imports none of them, so it is the same file
+in both (ARCHITECTURE.md, "Installed").
 """
 
 from __future__ import annotations
@@ -10,10 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.artifacts import eval_set, ivf_build, ivf_index, nprobe, payload, payload_digests, plumbing_index, training_data  # noqa: F401  (fixtures)
-from fixtures.gate import checkpoint_findings, checkpoint_nonfinite_weights, checkpoint_record, gate_cache, gate_eval_fingerprint, gate_eval_set, gate_evaluation, gate_fixed_results, gate_inputs, gate_metrics, training_history  # noqa: F401  (fixtures)
-from fixtures.recorder import record  # noqa: F401  (fixture)
-from fixtures.thresholds import gate_bounds, threshold  # noqa: F401  (fixtures)
 from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.payload import Payload
 from lvmcore.artifacts.training_data import TrainingData

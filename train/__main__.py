@@ -10,10 +10,10 @@ import sys
 import time
 
 from lvmcore.errors import ArtifactError
-from train.config import config_from_args
-from train.ddp import shutdown_distributed
-from train.loop import TrainingDiverged, train
-from train.validation import BEST_BY
+from .config import config_from_args
+from .ddp import shutdown_distributed
+from .loop import TrainingDiverged, train
+from .validation import BEST_BY
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,12 +39,12 @@ from lvmcore.keys import pack_keys
 from lvmcore.training.loss import BankBatch, sample_bank_rows, training_step
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
-from train.config import RUN_DEFINING, TrainConfig
-from train.data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
-from train.ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
-from train.gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
-from train.resume import check_out_dir, load_into, make_out_dir, read_resume_state, refuse_existing_run, remove_run_files, resume_path, rewind
-from train.validation import BEST_BY, validate
+from .config import RUN_DEFINING, TrainConfig
+from .data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
+from .ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
+from .gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
+from .resume import check_out_dir, load_into, make_out_dir, read_resume_state, refuse_existing_run, remove_run_files, resume_path, rewind
+from .validation import BEST_BY, validate
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient norm went NaN/inf; the message is one line naming the step."""

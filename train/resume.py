@@ -26,8 +26,8 @@ from lvmcore.artifacts.history import TrainingHistory, write_history
 from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
 from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.files import write_atomic
-from train.config import LAST_CHECKPOINT
-from train.validation import BEST_BY
+from .config import LAST_CHECKPOINT
+from .validation import BEST_BY
 
 STATE_FIELDS = ("model_state", "optimizer_state", "scheduler_state", "rng_state", "train_config", "resume")
 
