@@ -12,21 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvmcore.keys import pack_keys
-from lvmcore.training.loss import (
-    DEFAULT_TEMPERATURE,
-    BankBatch,
-    RngSnapshot,
-    bank_info_nce,
-    bank_mask,
-    expected_negatives_per_positive,
-    info_nce,
-    one_tower_bank_step,
-    one_tower_step,
-    sample_bank_rows,
-    training_step,
-    two_tower_bank_step,
-    two_tower_step,
-)
+from lvmcore.training.bank_loss import BankBatch, bank_info_nce, bank_mask, one_tower_bank_step
+from lvmcore.training.loss_common import DEFAULT_TEMPERATURE
+from lvmcore.training.cached_bank_loss import two_tower_bank_step
+from lvmcore.training.cached_in_batch_loss import two_tower_step
+from lvmcore.training.grad_cache import RngSnapshot
+from lvmcore.training.in_batch_loss import info_nce, one_tower_step
+from lvmcore.training.loss import training_step
+from lvmcore.training.negatives import expected_negatives_per_positive, sample_bank_rows
 from lvmcore.models import PRESETS, build_model
 from rank_harness import spawn_ranks
 
@@ -190,7 +183,7 @@ def small_bank(columns: int = 12, count: int = 4, seed: int = 0):
 
 def brute_force_bank_loss(predictions: np.ndarray, vectors: np.ndarray, codes: np.ndarray, context_codes: np.ndarray,
                           target_codes: np.ndarray, positives: np.ndarray, temperature: float) -> float:
-    """The formula in lvmcore/training/loss.py, one window and one column at a time in plain Python."""
+    """The formula in lvmcore/training/bank_loss.py, one window and one column at a time in plain Python."""
     total = 0.0
     for i in range(len(predictions)):
         p = predictions[i] / np.linalg.norm(predictions[i])
@@ -506,7 +499,7 @@ def test_an_empty_batch_masks_nothing_and_micro_batches_of_one_are_allowed() -> 
     codes = torch.from_numpy(pack_keys(np.array([(0, c) for c in range(4)])))
     mask = bank_mask(codes, torch.zeros(0, dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
     assert mask.shape == (0, 4)
-    from lvmcore.training.loss import micro_slices
+    from lvmcore.training.loss_common import micro_slices
 
     assert micro_slices(3, 1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
     with pytest.raises(ValueError, match=r"^micro-batch size must be >= 1, got 0$"):

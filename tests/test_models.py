@@ -14,7 +14,7 @@ from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, LatentVectorModel, build_model, model_config_from_dict
 from lvmcore.models import base as base_module
 from lvmcore.models.mamba import MambaConfig, MambaMixer
-from lvmcore.training.loss import info_nce
+from lvmcore.training.in_batch_loss import info_nce
 
 DIM = 64  # small D for every preset but the parameter-count test
 BF16_MAX_ABS = 1e-2  # bf16 keeps 8 mantissa bits (relative step 2^-8 = 0.4%); measured <= 3.7e-3 at D=64

@@ -20,7 +20,7 @@ from lvmcore.models import PRESETS, build_model
 from lvmcore.artifacts.payload import load_payload, write_payload
 from lvmcore.gate.predict import predict
 from lvmcore.keys import pack_keys
-from lvmcore.training.loss import expected_negatives_per_positive
+from lvmcore.training.negatives import expected_negatives_per_positive
 from lvmcore.training.schedule import lr_at
 from lvmcore.artifacts.training_data import write_windows_spec
 from lvmcore.artifacts.windows import build_windows, document_split

@@ -12,7 +12,7 @@ from typing import Any
 from lvmcore.default_data import DEFAULT_DATA
 from lvmcore.models import PRESETS
 from lvmcore.plumbing.user_files import ReadOptions
-from lvmcore.training.loss import LOSSES
+from lvmcore.training.negatives import LOSSES
 
 # The bank loss scores the whole training bank exactly up to this many columns; a larger bank is
 # sampled (DEFAULT_BANK_SAMPLE rows per step) unless --bank-negatives says otherwise.

@@ -92,7 +92,7 @@ class _AllGatherRows(torch.autograd.Function):
 
 
 def all_gather_rows(rows: Tensor) -> tuple[Tensor, int]:
-    """A `lvmcore.training.loss.Gather`: every rank's rows (gradient-correct) and this rank's row offset.
+    """A `lvmcore.training.loss_common.Gather`: every rank's rows (gradient-correct) and this rank's row offset.
 
     Every rank must pass the same number of rows (the loop drops the last incomplete batch).
     Without a process group it returns the rows unchanged and offset 0.

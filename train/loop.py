@@ -1,7 +1,7 @@
 """The training loop: plain code from data to checkpoints, readable top to bottom.
 
 One optimizer step = one effective batch of batch_size x accumulation windows per process,
-scored by one InfoNCE (`lvmcore.training.loss`): against every training chunk with the window's
+scored by one InfoNCE (`lvmcore.training.loss`, one loss per file): against every training chunk with the window's
 own context chunks masked (`--loss bank`, the default; or a sampled bank plus every process's
 targets), or against every target of every process (`--loss in_batch`), the LR set by
 `lr_at(step)` before the step (`lvmcore.training.schedule`), gradients averaged over processes, clipped,
@@ -36,7 +36,9 @@ from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history
 from lvmcore.errors import ArtifactError
 from lvmcore.files import remove_orphan_temps
 from lvmcore.keys import pack_keys
-from lvmcore.training.loss import BankBatch, sample_bank_rows, training_step
+from lvmcore.training.bank_loss import BankBatch
+from lvmcore.training.loss import training_step
+from lvmcore.training.negatives import sample_bank_rows
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
 from .config import RUN_DEFINING, TrainConfig

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lvmcore.search.exact import exact_search
-from lvmcore.training.loss import info_nce
+from lvmcore.training.in_batch_loss import info_nce
 from lvmcore.gate.intervals import paired_difference
 from lvmcore.gate.metrics import exclude_context, separation
 from lvmcore.artifacts.payload import Payload
