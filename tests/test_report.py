@@ -9,7 +9,7 @@ import numpy as np
 from decision_cases import healthy
 from lvmcore.gate.decision import GateMetrics, decide
 from lvmcore.gate.levels import resolve
-from lvmcore.gate.evaluate import HIST_BINS
+from lvmcore.gate.report import HIST_BINS
 from lvmcore.gate.report import GateFigures, decision_of, write_report
 
 METRICS = healthy(r_at_5=0.02, r_at_5_low=0.01, r_at_5_high=0.04, ivf_r_at_5=0.02).as_dict()

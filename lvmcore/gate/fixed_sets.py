@@ -23,7 +23,8 @@ from lvmcore.artifacts.training_data import TrainingData
 from lvmcore.blocks import update_digest
 from lvmcore.errors import exception_reason
 from lvmcore.files import CACHE_TEMP_MIN_AGE_S, remove_orphan_temps, set_aside, write_atomic
-from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, FixedResults, Found, QuerySet, fixed_results, search_depth
+from lvmcore.gate.evaluate import RIDGE_MAX_WINDOWS, fixed_results, search_depth
+from lvmcore.gate.query_sets import FixedResults, Found, QuerySet
 from lvmcore.gate.baselines import registry_identity
 
 CACHE_VERSION = 1

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lvmcore.gate.evaluate import BankFn, PredictFn
+from lvmcore.gate.query_sets import BankFn, PredictFn
 
 
 def model_device(model: nn.Module) -> torch.device:

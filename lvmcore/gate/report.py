@@ -4,7 +4,9 @@ The recorder (`fixtures/recorder.py`) collects every record of a subject (a chec
 "plumbing") and calls `write_report(directory, report)` before it writes `report.json`. This module
 adds `report["decision"]` (the training module reads it), draws the plots from the one typed
 `GateFigures` record, and writes the Markdown. It reads no artifact except `history.json` for
-the training curves.
+the training curves. The report's text is made here too: the example rows with their chunks' texts
+(`examples`, from the loaded payload, called by `lvmcore.gate.evaluate`) and the histogram bins of
+the separation plot (`HIST_BINS`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.history import TrainingHistory, read_history
+from lvmcore.artifacts.payload import Payload
 from lvmcore.errors import ArtifactError
 from lvmcore.files import write_atomic
 from lvmcore.gate.decision import PRIORITY, Decision, GateMetrics
+from lvmcore.sampling import sample_rows
 
 PLOT_DPI = 90
+HIST_BINS = np.linspace(-1.0, 1.0, 81)  # the separation plot's bins of cos(pred, target)
+EXAMPLE_ROWS = 5  # eval rows shown with their texts
+TEXT_CHARS = 240  # characters of each chunk's text shown
 
 
 FIGURES_RECORD = "gate_figures"  # the record whose details are a `GateFigures`
@@ -409,6 +419,40 @@ def how_section(options: dict[str, Any]) -> list[str]:
     overrides = measured.get("overrides") or []
     lines.append(f"- level: {measured.get('level')}; overrides: {', '.join(overrides) if overrides else 'none'}")
     return lines + [""]
+
+
+def examples(payload: Payload, eval_set: EvalSet, top_rows: np.ndarray, top_scores: np.ndarray, first_hit_ranks: np.ndarray, seed: int) -> list[dict[str, Any]]:
+    """A few eval rows with their context, truth and the model's top 5, with texts when the payload has them.
+
+    top_rows, top_scores (M, >= 5): the model's exact-search results; first_hit_ranks (M,), 0 = not in the top 50.
+    """
+
+    def text(key: np.ndarray) -> str | None:
+        if payload.texts is None:
+            return None
+        row = int(payload.rows_of(np.asarray(key)[None])[0])
+        return None if row < 0 else payload.texts[row][:TEXT_CHARS]
+
+    out = []
+    for row in sample_rows(eval_set.count, EXAMPLE_ROWS, seed):
+        truth = eval_set.truth_keys[row]
+        context = [] if eval_set.context_keys is None else [[int(a), int(c)] for a, c in eval_set.context_keys[row]]
+        retrieved = []
+        for rank, payload_row in enumerate(top_rows[row][:5], 1):
+            if payload_row < 0:
+                continue
+            key = payload.keys[payload_row]
+            retrieved.append({"rank": rank, "key": [int(key[0]), int(key[1])], "score": float(top_scores[row][rank - 1]), "hit": bool((key == truth).all()), "text": payload.texts[payload_row][:TEXT_CHARS] if payload.texts else None})
+        out.append({
+            "row": int(row),
+            "truth_key": [int(truth[0]), int(truth[1])],
+            "truth_text": text(truth),
+            "context_keys": context,
+            "context_last_text": text(eval_set.context_keys[row][-1]) if eval_set.context_keys is not None else None,
+            "first_hit_rank": int(first_hit_ranks[row]),
+            "retrieved": retrieved,
+        })
+    return out
 
 
 def examples_section(examples: list[dict[str, Any]]) -> list[str]:

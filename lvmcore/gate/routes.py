@@ -31,7 +31,7 @@ from lvmcore.artifacts.evalset import EvalSet
 from lvmcore.artifacts.predictions import load_predictions
 from lvmcore.artifacts.validate import require_file
 from lvmcore.errors import ArtifactError, exception_reason
-from lvmcore.gate.evaluate import BankFn, PredictFn
+from lvmcore.gate.query_sets import BankFn, PredictFn
 from lvmcore.gate.predict import batched, nonfinite_parameters, predictor
 from lvmcore.vectors import l2_normalize
 
