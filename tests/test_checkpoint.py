@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmcore.artifacts.checkpoint import CHECKPOINT_FORMAT, estimate_parameters, load_checkpoint, save_checkpoint
+from lvmcore.artifacts.checkpoint import (
+    CHECKPOINT_FORMAT,
+    TRAINING_CHECKPOINT_FIELDS,
+    TrainingCheckpoint,
+    estimate_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 from lvmcore.errors import ArtifactError
 from lvmcore.models import PRESETS, build_model
 
@@ -52,6 +59,27 @@ def test_round_trip_rebuilds_the_model_in_eval_mode(tmp_path: Path) -> None:
     assert checkpoint.training_articles == [1, 2, 3] and checkpoint.validation_articles == [4]
     assert checkpoint.dim == DIM
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_the_training_layout_is_read_back_by_the_loader_field_by_field(tmp_path: Path) -> None:
+    """The one writer of the training layout (`TrainingCheckpoint`) beside its reader: every field comes back."""
+    stored = content()
+    layout = TrainingCheckpoint(
+        model_config=stored["model_config"], model_state=stored["model_state"], optimizer_state={"state": {}, "param_groups": []},
+        scheduler_state={"step_count": 40}, rng_state={"torch": torch.get_rng_state()}, epoch=2, step=40, metrics={"val_r_at_5": 0.5},
+        provenance=stored["provenance"], training_articles=[1, 2, 3], validation_articles=[4], negatives_per_positive=1023,
+        bank_size=1024, masked_per_positive=0.0, loss="in_batch", bank_negatives=None, residual=False,
+        train_config=stored["train_config"], resume={"progress": {"epoch": 2}, "best_r_at_5": 0.5},
+    )
+    path = save_checkpoint(tmp_path / "last.pt", layout.content())
+    raw = torch.load(path, weights_only=True)
+    assert list(raw) == list(TRAINING_CHECKPOINT_FIELDS)  # the layout's fields, in its order, and nothing else
+    checkpoint = load_checkpoint(path, expected_dim=DIM)
+    assert (checkpoint.epoch, checkpoint.step, checkpoint.negatives_per_positive) == (2, 40, 1023)
+    assert checkpoint.training_articles == [1, 2, 3] and checkpoint.validation_articles == [4]
+    assert checkpoint.provenance == stored["provenance"] and checkpoint.train_config == stored["train_config"]
+    assert checkpoint.scheduler_state == {"step_count": 40} and torch.equal(checkpoint.rng_state["torch"], layout.rng_state["torch"])
+    assert raw["resume"] == layout.resume and raw["loss"] == "in_batch" and raw["bank_size"] == 1024
 
 
 def test_missing_file(tmp_path: Path) -> None:

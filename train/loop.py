@@ -30,9 +30,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from lvmcore.artifacts.checkpoint import save_checkpoint
+from lvmcore.artifacts.checkpoint import TrainingCheckpoint, save_checkpoint
 from lvmcore.plumbing.user_files import read_eval_rows
-from lvmcore.artifacts.history import EpochRecord, TrainingHistory, read_history, write_history
+from lvmcore.artifacts.history import EpochRecord, TrainingHistory, write_history
 from lvmcore.errors import ArtifactError
 from lvmcore.files import remove_orphan_temps
 from lvmcore.keys import pack_keys
@@ -41,11 +41,11 @@ from lvmcore.training.loss import training_step
 from lvmcore.training.negatives import sample_bank_rows
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
-from .config import RUN_DEFINING, TrainConfig
+from .config import TrainConfig
 from .data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
 from .ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from .gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
-from .resume import check_out_dir, load_into, make_out_dir, read_resume_state, refuse_existing_run, remove_run_files, resume_path, rewind
+from .resume import Resume, check_out_dir, make_out_dir, open_resume, refuse_existing_run, remove_run_files, restore, rewind
 from .validation import BEST_BY, validate
 
 class TrainingDiverged(RuntimeError):
@@ -113,13 +113,9 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.out = Path(config.out)
         check_out_dir(self.out)  # before anything is read: a bad --out or --resume is refused at once, nothing written
-        self.resume_from: Path | None = None
-        self.resume_state: dict[str, Any] | None = None
-        self.resume_history: TrainingHistory | None = None
+        self.resuming: Resume | None = None
         if config.resume:
-            self.resume_from = resume_path(self.out, config.resume_checkpoint())
-            self.resume_history = read_history(self.out / "history.json", complete=True)  # the run's record: refused, not repaired, when broken
-            self.resume_state = read_resume_state(self.resume_from, {f.name for f in fields(EpochProgress)})
+            self.resuming = open_resume(self.out, config.resume_checkpoint(), {f.name for f in fields(EpochProgress)})
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         self.dist: DistContext = init_distributed(config.device)
@@ -222,31 +218,31 @@ class Trainer:
             "device": str(self.device),
         }
 
-    def checkpoint_content(self, epoch_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "model_config": self.model_config.to_dict(),
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict(),
-            "rng_state": rng_state(),
-            "epoch": epoch_done,
-            "step": self.scheduler.step_count,
-            "metrics": metrics,
-            "provenance": self.provenance,
-            "training_articles": [int(a) for a in self.splits.training_articles],
-            "validation_articles": [int(a) for a in self.splits.validation_articles],
-            "negatives_per_positive": self.step_negatives,
-            "bank_size": self.step_bank_size,
-            "masked_per_positive": self.step_masked,
-            "loss": self.config.loss,
-            "bank_negatives": self.bank_negatives,
-            "residual": bool(getattr(self.model_config, "residual", False)),
-            "train_config": self.history.config,
-            "resume": {"progress": self.progress.to_dict(), "best_r_at_5": self.best_r_at_5},
-        }
+    def checkpoint(self, epoch_done: int, metrics: dict[str, Any]) -> TrainingCheckpoint:
+        return TrainingCheckpoint(
+            model_config=self.model_config.to_dict(),
+            model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(),
+            rng_state=rng_state(),
+            epoch=epoch_done,
+            step=self.scheduler.step_count,
+            metrics=metrics,
+            provenance=self.provenance,
+            training_articles=[int(a) for a in self.splits.training_articles],
+            validation_articles=[int(a) for a in self.splits.validation_articles],
+            negatives_per_positive=self.step_negatives,
+            bank_size=self.step_bank_size,
+            masked_per_positive=self.step_masked,
+            loss=self.config.loss,
+            bank_negatives=self.bank_negatives,
+            residual=bool(getattr(self.model_config, "residual", False)),
+            train_config=self.history.config,
+            resume={"progress": self.progress.to_dict(), "best_r_at_5": self.best_r_at_5},
+        )
 
     def save(self, name: str, epoch_done: int, metrics: dict[str, Any]) -> Path:
-        return self.written(self.out / name, lambda: save_checkpoint(self.out / name, self.checkpoint_content(epoch_done, metrics)))
+        return self.written(self.out / name, lambda: save_checkpoint(self.out / name, self.checkpoint(epoch_done, metrics).content()))
 
     def write_history(self) -> Path:
         path = self.out / "history.json"
@@ -261,44 +257,23 @@ class Trainer:
             raise ArtifactError(path, f"cannot be written: {exc.strerror or exc}") from None
 
     def resume(self) -> None:
-        """Restore model, optimizer, scheduler, RNG, position and history from the checkpoint `--resume` names.
-
-        Any checkpoint of the run continues it (each holds the loop's position); one before last.pt
-        rewinds the run to it (`train.resume.rewind`). The settings that define the run must match.
-        """
-        path, state = self.resume_from, self.resume_state
-        assert path is not None and state is not None
-        stored = state["train_config"]
-        wanted = self.history.config  # this run's settings, defaults resolved as in the stored one
-        for name in RUN_DEFINING:
-            if stored.get(name) != wanted[name]:
-                raise ArtifactError(path, f"was trained with {name}={stored.get(name)!r}, this run asks for {wanted[name]!r}; resume with the same settings")
-        if stored.get("world_size") != self.dist.world_size:
-            raise ArtifactError(path, f"was trained on {stored.get('world_size')} process(es), this run has {self.dist.world_size}")
-        provenance = state.get("provenance")
-        stored_hash = provenance.get("payload_hash") if isinstance(provenance, dict) else None
-        if stored_hash is not None and stored_hash != self.provenance["payload_hash"]:
-            raise ArtifactError(path, f"was trained on payload {stored_hash}, --payload {self.config.payload} is {self.provenance['payload_hash']}; resume with the same data")
-        progress = EpochProgress(**state["resume"]["progress"])
-        if progress.next_step > self.steps_per_epoch or progress.epoch > self.config.epochs:
-            raise ArtifactError(
-                path,
-                f"is at step {progress.next_step} of epoch {progress.epoch + 1}, outside this run of {self.config.epochs} epoch(s) of "
-                f"{self.steps_per_epoch} steps; resume with the same data",
-            )
-        load_into(path, "model_state", lambda: self.model.load_state_dict(state["model_state"]))
-        load_into(path, "optimizer_state", lambda: self.optimizer.load_state_dict(state["optimizer_state"]))
-        load_into(path, "scheduler_state", lambda: self.scheduler.load_state_dict(state["scheduler_state"]))
-        load_into(path, "rng_state", lambda: torch.set_rng_state(state["rng_state"]["torch"]))
-        self.progress = progress
-        self.best_r_at_5 = float(state["resume"]["best_r_at_5"])
-        self.step_negatives = state.get("negatives_per_positive")
-        self.step_bank_size, self.step_masked = state.get("bank_size"), state.get("masked_per_positive")
-        if self.resume_history is not None:  # None: no history.json (moved aside), the run goes on without the earlier rows
-            self.history.epochs = self.resume_history.up_to(self.progress.epoch)
+        """Continue from the checkpoint `--resume` named (`train/resume.py`: refused when it is another run's,
+        restored, and the run directory rewound to it when it is one before last.pt)."""
+        resume = self.resuming
+        assert resume is not None
+        position = restore(
+            resume, run_config=self.history.config, world_size=self.dist.world_size, payload_hash=self.provenance["payload_hash"],
+            payload=self.config.payload, epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
+            model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+        )
+        self.progress = EpochProgress(**position.progress)
+        self.best_r_at_5 = position.best_r_at_5
+        self.step_negatives, self.step_bank_size, self.step_masked = position.negatives_per_positive, position.bank_size, position.masked_per_positive
+        if resume.history is not None:  # None: no history.json (moved aside), the run goes on without the earlier rows
+            self.history.epochs = resume.history.up_to(self.progress.epoch)
         if self.dist.is_main:
-            self.written(self.out, lambda: rewind(self.out, path, self.progress.epoch, self.history))
-        self.resume_state = None  # the weights are in the model now
+            self.written(self.out, lambda: rewind(self.out, resume.path, self.progress.epoch, self.history))
+        self.resuming = None  # the weights are in the model now
 
     # ------------------------------------------------------------------ training
 

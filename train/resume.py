@@ -3,12 +3,17 @@ the run made consistent with that checkpoint.
 
 A run directory holds `history.json` (the record), `last.pt` (where the run is), `epoch_NNN.pt`
 (each finished epoch: epoch_001.pt after the first) and `best.pt`. Every checkpoint the loop writes
-holds the same fields (`Trainer.checkpoint_content`), the loop's position among them, so any of
+holds the same fields (`lvmcore.artifacts.checkpoint.TrainingCheckpoint`), the loop's position among them, so any of
 them continues the run: `--resume` (last.pt) or `--resume epoch_002.pt`. Resuming from an earlier
 checkpoint rewinds the run to it: last.pt becomes a copy of it, history.json keeps the rows up to
 its epoch, and a best.pt from a later epoch is replaced by the best of the epochs kept. Later
 epochs' files are overwritten as the run reaches them again. Each refusal is one `ArtifactError`
 line saying what to do instead.
+
+The loop calls three functions here, in order: `open_resume` (before anything is built: the
+checkpoint named, the run's history and the checkpoint's fields, each checked), `restore` (once the
+model, optimizer and scheduler exist: the settings that define the run must match, then the states
+are loaded and the loop's position returned) and `rewind` (rank 0: the run directory made to agree).
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lvmcore.artifacts.checkpoint import peek_epoch_step, read_checkpoint_dict, save_checkpoint
-from lvmcore.artifacts.history import TrainingHistory, write_history
+from lvmcore.artifacts.history import TrainingHistory, read_history, write_history
 from lvmcore.artifacts.validate import require_file, require_int, require_number, require_object, shown
 from lvmcore.errors import ArtifactError, exception_reason
 from lvmcore.files import write_atomic
-from .config import LAST_CHECKPOINT
+from .config import LAST_CHECKPOINT, RUN_DEFINING
 from .validation import BEST_BY
 
 STATE_FIELDS = ("model_state", "optimizer_state", "scheduler_state", "rng_state", "train_config", "resume")
@@ -116,7 +123,7 @@ def resume_path(out: Path, checkpoint: Path) -> Path:
 
 
 def read_resume_state(path: Path, progress_fields: set[str]) -> dict[str, Any]:
-    """A checkpoint of this loop with every field `Trainer.resume` reads, each of its type.
+    """A checkpoint of this loop with every field `restore` reads, each of its type.
 
     progress_fields: the fields of the loop's position (`train.loop.EpochProgress`), stored in `resume.progress`.
     """
@@ -155,6 +162,74 @@ def read_resume_state(path: Path, progress_fields: set[str]) -> dict[str, Any]:
     if state.get("masked_per_positive") is not None:
         require_number(path, "masked_per_positive", state["masked_per_positive"])
     return state
+
+
+@dataclass
+class Resume:
+    """What `--resume` read before the run was built: the checkpoint, its fields, and the run's history."""
+
+    path: Path
+    state: dict[str, Any]  # the checkpoint's fields (read_resume_state)
+    history: TrainingHistory | None  # None: no history.json (moved aside), the run goes on without the earlier rows
+
+
+def open_resume(out: Path, checkpoint: Path, progress_fields: set[str]) -> Resume:
+    """The checkpoint `--resume` names, the run's history.json and the checkpoint's fields, each refused in one line."""
+    path = resume_path(out, checkpoint)
+    history = read_history(out / "history.json", complete=True)  # the run's record: refused, not repaired, when broken
+    return Resume(path, read_resume_state(path, progress_fields), history)
+
+
+@dataclass
+class ResumedPosition:
+    """Where the restored run stands: the loop's position in its epoch and the figures it carries on from."""
+
+    progress: dict[str, Any]  # resume.progress: the fields of `train.loop.EpochProgress`
+    best_r_at_5: float  # the best BEST_BY so far
+    negatives_per_positive: int | None
+    bank_size: int | None
+    masked_per_positive: float | None
+
+
+def restore(
+    resume: Resume, *, run_config: dict[str, Any], world_size: int, payload_hash: str | None, payload: Any, epochs: int, steps_per_epoch: int,
+    model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+) -> ResumedPosition:
+    """Refuse a checkpoint of another run, then load its model, optimizer, scheduler and RNG states.
+
+    Any checkpoint of the run continues it (each holds the loop's position); the settings that define
+    the run (`RUN_DEFINING`), the process count and the payload must match. run_config: this run's
+    settings with the defaults resolved as in the stored one (history.json's "config").
+    """
+    path, state = resume.path, resume.state
+    stored = state["train_config"]
+    for name in RUN_DEFINING:
+        if stored.get(name) != run_config[name]:
+            raise ArtifactError(path, f"was trained with {name}={stored.get(name)!r}, this run asks for {run_config[name]!r}; resume with the same settings")
+    if stored.get("world_size") != world_size:
+        raise ArtifactError(path, f"was trained on {stored.get('world_size')} process(es), this run has {world_size}")
+    provenance = state.get("provenance")
+    stored_hash = provenance.get("payload_hash") if isinstance(provenance, dict) else None
+    if stored_hash is not None and stored_hash != payload_hash:
+        raise ArtifactError(path, f"was trained on payload {stored_hash}, --payload {payload} is {payload_hash}; resume with the same data")
+    progress = state["resume"]["progress"]
+    if progress["next_step"] > steps_per_epoch or progress["epoch"] > epochs:
+        raise ArtifactError(
+            path,
+            f"is at step {progress['next_step']} of epoch {progress['epoch'] + 1}, outside this run of {epochs} epoch(s) of "
+            f"{steps_per_epoch} steps; resume with the same data",
+        )
+    load_into(path, "model_state", lambda: model.load_state_dict(state["model_state"]))
+    load_into(path, "optimizer_state", lambda: optimizer.load_state_dict(state["optimizer_state"]))
+    load_into(path, "scheduler_state", lambda: scheduler.load_state_dict(state["scheduler_state"]))
+    load_into(path, "rng_state", lambda: torch.set_rng_state(state["rng_state"]["torch"]))
+    return ResumedPosition(
+        progress=progress,
+        best_r_at_5=float(state["resume"]["best_r_at_5"]),
+        negatives_per_positive=state.get("negatives_per_positive"),
+        bank_size=state.get("bank_size"),
+        masked_per_positive=state.get("masked_per_positive"),
+    )
 
 
 def load_into(path: Path, what: str, load) -> None:

@@ -1,10 +1,9 @@
 """Checkpoints: a plain dict of tensors and JSON-able values, written atomically, read with weights_only.
 
 Layout (`format: "lvm-checkpoint/1"`), every value loadable by `torch.load(path, weights_only=True)`:
-    model_config, model_state, optimizer_state, scheduler_state, rng_state, epoch, step, metrics,
-    provenance {embedder, dim, norm, metric, payload_hash, train_data, validation_data},
-    training_articles, validation_articles, negatives_per_positive, train_config
-    (and `resume`, the loop's position inside an epoch, in every checkpoint the loop writes: `--resume` starts from any of them).
+`TrainingCheckpoint` below, the one writer of the fields `python -m train` stores, beside
+`read_checkpoint_dict` / `load_checkpoint`, their readers. `model_config` and `model_state` are
+required; a checkpoint of another writer may hold fewer fields (`CheckpointRecord` reads what is there).
 
 Never a pickled Python object: a checkpoint is an artifact somebody hands us, and loading it must
 not run code from the file.
@@ -81,6 +80,43 @@ class Checkpoint(CheckpointRecord):
     def record(self) -> CheckpointRecord:
         """The record alone, so a caller can drop the weights and keep the facts."""
         return CheckpointRecord(**{f.name: getattr(self, f.name) for f in fields(CheckpointRecord)})
+
+
+@dataclass
+class TrainingCheckpoint:
+    """Every field `python -m train` writes into each checkpoint of a run (last.pt, epoch_NNN.pt, best.pt), in this order.
+
+    `CheckpointRecord` reads the record's fields back, `load_checkpoint` the model, and
+    `train/resume.py` the states and `resume` (the loop's position inside an epoch: `--resume`
+    starts from any of the run's checkpoints).
+    """
+
+    model_config: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    scheduler_state: dict[str, Any]
+    rng_state: dict[str, Any]  # {"torch": uint8 tensor, "cuda": [...] when CUDA is present}
+    epoch: int  # epochs finished
+    step: int  # optimizer steps taken
+    metrics: dict[str, Any]  # the epoch's validation figures ({} mid-epoch)
+    provenance: dict[str, Any]  # embedder, dim, norm, metric, payload_hash, train_data, validation_data
+    training_articles: list[int]
+    validation_articles: list[int]
+    negatives_per_positive: int | None  # the fewest negatives any positive of the epoch so far saw
+    bank_size: int | None  # columns each positive was scored against
+    masked_per_positive: float | None  # mean masked columns per positive
+    loss: str  # "bank" or "in_batch"
+    bank_negatives: int | None  # None: in-batch; 0: the full bank; else rows sampled per step
+    residual: bool
+    train_config: dict[str, Any]  # history.json's "config": every setting, defaults resolved
+    resume: dict[str, Any]  # {"progress": the loop's position (train.loop.EpochProgress), "best_r_at_5": the best figure so far}
+
+    def content(self) -> dict[str, Any]:
+        """The dict `save_checkpoint` writes (field by field, no copies of the tensors)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+TRAINING_CHECKPOINT_FIELDS = ("format", *(f.name for f in fields(TrainingCheckpoint)))  # what a checkpoint of `python -m train` holds
 
 
 def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
