@@ -148,6 +148,7 @@ class Gated:
     line: str
     stat: tuple[int, int] | None
     identity: str | None
+    seconds: float = 0.0  # the gate session's wall time
 
 
 @dataclass
@@ -288,8 +289,9 @@ class Watcher:
             shutil.rmtree(self.gates_dir / subject, ignore_errors=True)
             self.sightings.pop(path, None)
             return None
-        action, line = self.verdict(subject, exit_code, time.perf_counter() - started, log)
-        result = Gated(path, subject, exit_code, action, line, after, identity)
+        seconds = time.perf_counter() - started
+        action, line = self.verdict(subject, exit_code, seconds, log)
+        result = Gated(path, subject, exit_code, action, line, after, identity, seconds)
         self.gated[path] = result
         self.history.append(result)
         if identity:
