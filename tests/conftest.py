@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import DEFAULT_DATA
-from session_caches import route_caches
+from helpers.session_caches import route_caches
 
 CACHE_ROOT = route_caches()  # at import, before any test (or a library it imports) reads a cache variable
 

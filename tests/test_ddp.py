@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from lvmcore.training.loss import training_step
 from lvmcore.models import PRESETS, build_model
-from rank_harness import spawn_ranks
+from helpers.rank_harness import spawn_ranks
 from train.ddp import all_gather_rows, average_gradients, mean_over_ranks
 
 DIM, CONTEXT, BATCH, MICRO, WORLD = 16, 5, 32, 8, 2

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lvmcore.gate.decision import ACTIONS, GateMetrics, decide, evidence
 from lvmcore.gate.levels import GATE_LEVELS, resolve
-from decision_cases import HEALTHY, NOTHING_RETRIEVED, healthy
+from helpers.decision_cases import HEALTHY, NOTHING_RETRIEVED, healthy
 
 BOUNDS = resolve("minimum")
 

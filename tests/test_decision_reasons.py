@@ -16,7 +16,7 @@ import pytest
 
 from lvmcore.gate.decision import decide
 from lvmcore.gate.levels import resolve
-from decision_cases import NOTHING_RETRIEVED, healthy
+from helpers.decision_cases import NOTHING_RETRIEVED, healthy
 from test_decision import ROWS
 
 GOLDEN = Path(__file__).parent / "golden" / "decision_reasons.json"

@@ -2,7 +2,7 @@
 
 For each artifact a user hands us (payload directory files, eval and training rows in every
 layout, windows specs, checkpoints, predictions, history.json, index files), hypothesis draws
-faults from `tests/faults.py` (bytes, encodings, JSON types and numbers, array dtypes, shapes and
+faults from `tests/helpers/faults.py` (bytes, encodings, JSON types and numbers, array dtypes, shapes and
 values) and applies one to a scratch copy. The loader must then either return, or raise
 `ArtifactError` whose message is one line naming the file; anything else (a traceback) fails.
 No example may run code from a file (a sentinel pickle would create a file) or write beside it.
@@ -34,9 +34,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faults import Fault, byte_faults, json_faults, jsonl_dump, npy_bytes, npy_faults, npz_faults, npz_json_faults, npz_members_of, text_faults
-from pipeline_layouts import write_public_pipeline
-from synthetic import write_healthy_bank
+from helpers.faults import Fault, byte_faults, json_faults, jsonl_dump, npy_bytes, npy_faults, npz_faults, npz_json_faults, npz_members_of, text_faults
+from helpers.pipeline_layouts import write_public_pipeline
+from helpers.synthetic import write_healthy_bank
 from lvmcore.artifacts.checkpoint import read_foreign_record, save_checkpoint
 from lvmcore.artifacts.history import read_history
 from lvmcore.artifacts.importers import main as importers_main
@@ -461,8 +461,8 @@ def test_a_path_that_is_not_a_file_is_named_for_what_it_is(workspace: Workspace,
 
 # ---- the ingest CLI: inputs and options that cannot work, one line, nothing written -------------------
 
-def ingest_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
-    """argv and the expected words for each way an ingest input can be wrong (none reaches the encoder)."""
+def ingest_files(root: Path) -> dict[str, Path]:
+    """The inputs the ingest cases point at, written under `root` (none reaches the encoder)."""
     folder, one_doc = root / "docs", root / "one"
     folder.mkdir()
     one_doc.mkdir()
@@ -474,43 +474,40 @@ def ingest_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
     (root / "binary.jsonl").write_bytes(b"\xff\xfe\x00\x01")
     (root / "loop").symlink_to(root / "loop")
     (root / "a-file").write_text("x")
-    good = ["--source", "folder", "--input", str(one_doc)]
-    return {
-        "folder with a non-UTF-8 file": (["--source", "folder", "--input", str(folder)], "b.txt: is not UTF-8 text"),
-        "missing folder": (["--source", "folder", "--input", str(root / "nope")], "input folder not found"),
-        "a file as the folder": (["--source", "folder", "--input", str(root / "bad.jsonl")], "is a file, expected a folder"),
-        "a symlink loop as the folder": (["--source", "folder", "--input", str(root / "loop")], "symlink loop"),
-        "jsonl line not JSON": (["--source", "jsonl", "--input", str(root / "bad.jsonl")], "line 2 is not valid JSON"),
-        "jsonl line not an object": (["--source", "jsonl", "--input", str(root / "list.jsonl")], "line 1 is not a JSON object"),
-        "jsonl not UTF-8": (["--source", "jsonl", "--input", str(root / "binary.jsonl")], "is not UTF-8 text"),
-        "a directory as the jsonl": (["--source", "jsonl", "--input", str(folder)], "is a directory"),
-        "too few documents for a split": (good, "give no window of 5 chunks"),
-        "context 0": ([*good, "--context", "0"], "--context 0: expected a context length from 1"),
-        "context huge": ([*good, "--context", "100000"], "--context 100000"),
-        "chunk chars 0": ([*good, "--chunk-chars", "0"], "--chunk-chars 0"),
-        "budget NaN": ([*good, "--budget-mib", "nan"], "--budget-mib nan"),
-        "seed negative": ([*good, "--seed", "-1"], "--seed -1"),
-        "benchmark negative": ([*good, "--benchmark", "-2"], "--benchmark -2"),
-        "out is a file": (["--source", "folder", "--input", str(one_doc), "--out", str(root / "a-file")], "is a file, expected the output directory"),
-    }
+    return {"root": root, "folder": folder, "one_doc": one_doc}
 
 
-INGEST_CASES = [
-    "folder with a non-UTF-8 file", "missing folder", "a file as the folder", "a symlink loop as the folder", "jsonl line not JSON",
-    "jsonl line not an object", "jsonl not UTF-8", "a directory as the jsonl", "too few documents for a split", "context 0", "context huge",
-    "chunk chars 0", "budget NaN", "seed negative", "benchmark negative", "out is a file",
-]
+def good(f: dict[str, Path]) -> list[str]:
+    return ["--source", "folder", "--input", str(f["one_doc"])]
 
 
-def test_every_ingest_case_is_run(tmp_path: Path) -> None:
-    assert sorted(INGEST_CASES) == sorted(ingest_inputs(tmp_path))  # a case built but not listed would never run
+# each way an ingest input can be wrong: argv (from the files of `ingest_files`) and the expected words; the one table the test runs
+INGEST_CASES: dict[str, tuple[Callable[[dict[str, Path]], list[str]], str]] = {
+    "folder with a non-UTF-8 file": (lambda f: ["--source", "folder", "--input", str(f["folder"])], "b.txt: is not UTF-8 text"),
+    "missing folder": (lambda f: ["--source", "folder", "--input", str(f["root"] / "nope")], "input folder not found"),
+    "a file as the folder": (lambda f: ["--source", "folder", "--input", str(f["root"] / "bad.jsonl")], "is a file, expected a folder"),
+    "a symlink loop as the folder": (lambda f: ["--source", "folder", "--input", str(f["root"] / "loop")], "symlink loop"),
+    "jsonl line not JSON": (lambda f: ["--source", "jsonl", "--input", str(f["root"] / "bad.jsonl")], "line 2 is not valid JSON"),
+    "jsonl line not an object": (lambda f: ["--source", "jsonl", "--input", str(f["root"] / "list.jsonl")], "line 1 is not a JSON object"),
+    "jsonl not UTF-8": (lambda f: ["--source", "jsonl", "--input", str(f["root"] / "binary.jsonl")], "is not UTF-8 text"),
+    "a directory as the jsonl": (lambda f: ["--source", "jsonl", "--input", str(f["folder"])], "is a directory"),
+    "too few documents for a split": (good, "give no window of 5 chunks"),
+    "context 0": (lambda f: [*good(f), "--context", "0"], "--context 0: expected a context length from 1"),
+    "context huge": (lambda f: [*good(f), "--context", "100000"], "--context 100000"),
+    "chunk chars 0": (lambda f: [*good(f), "--chunk-chars", "0"], "--chunk-chars 0"),
+    "budget NaN": (lambda f: [*good(f), "--budget-mib", "nan"], "--budget-mib nan"),
+    "seed negative": (lambda f: [*good(f), "--seed", "-1"], "--seed -1"),
+    "benchmark negative": (lambda f: [*good(f), "--benchmark", "-2"], "--benchmark -2"),
+    "out is a file": (lambda f: [*good(f), "--out", str(f["root"] / "a-file")], "is a file, expected the output directory"),
+}
 
 
-@pytest.mark.parametrize("case", INGEST_CASES)
+@pytest.mark.parametrize("case", list(INGEST_CASES))
 def test_ingest_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path, capsys, case: str) -> None:
     from lvmcore.ingest.__main__ import main as ingest_main
 
-    argv, words = ingest_inputs(tmp_path)[case]
+    make_argv, words = INGEST_CASES[case]
+    argv = make_argv(ingest_files(tmp_path))
     out = tmp_path / "out"
     if "--out" not in argv:
         argv = [*argv, "--out", str(out)]

@@ -14,7 +14,7 @@ from lvmcore.gate.evaluate import evaluate
 from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.gate.inputs import measure_inputs
 from lvmcore.plumbing.key_recovery import ContextKeys
-from synthetic import write_healthy_bank
+from helpers.synthetic import write_healthy_bank
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """A fresh machine: the tests use no cache of the user's, and the programs work from an empty home directory.
 
 The whole suite under `HOME=$(mktemp -d)` is the real proof (issue 21's closing note); here, in
-seconds, are its parts: the test session's caches are temporary folders (`session_caches.py`) and a
+seconds, are its parts: the test session's caches are temporary folders (`helpers/session_caches.py`) and a
 session from an empty `HOME` leaves it empty; the ingest command and the demo's plumbing run pass
 with an empty `HOME` and no cache variable, building the ONNX export and the index where a new
 user's would go.
@@ -21,7 +21,7 @@ from lvmcore.artifacts.windows import document_split
 from lvmcore.ingest import encoder
 from lvmcore.ingest.build import SPLIT
 from lvmcore.search import ivf
-from session_caches import CACHE_VARIABLES, ROOT_PREFIX, ROOT_VARIABLE
+from helpers.session_caches import CACHE_VARIABLES, ROOT_PREFIX, ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from conftest import REPO
-from foreign_model import DriftExtrapolator, save_foreign_checkpoint
+from helpers.foreign_model import DriftExtrapolator, save_foreign_checkpoint
 from lvmcore.artifacts.evalset import load_eval_set
 from lvmcore.artifacts.payload import load_payload
 from lvmcore.artifacts.predictions import eval_set_fingerprint, load_predictions, write_predictions
 from lvmcore.errors import ArtifactError
 from lvmcore.keys import pack_keys
 from lvmcore.vectors import l2_normalize
-from synthetic import write_healthy_bank
+from helpers.synthetic import write_healthy_bank
 
 CHECKS = REPO / "checks"
 DIM = 32
@@ -72,7 +72,7 @@ def brute_force(routes: dict) -> tuple[float, float]:
 def test_three_routes_give_the_same_figures_as_brute_force(pytester, routes) -> None:
     sys_path = str(Path(__file__).parent)  # where the adapter module lives, as a user's PYTHONPATH would say
     runs = {
-        "adapter": run_gate(pytester, routes, "adapter", "--checkpoint", str(routes["checkpoint"]), "--model-adapter", "foreign_model:load_predictor"),
+        "adapter": run_gate(pytester, routes, "adapter", "--checkpoint", str(routes["checkpoint"]), "--model-adapter", "helpers.foreign_model:load_predictor"),
         "model_file": run_gate(pytester, routes, "program", "--model-file", str(routes["program"])),
         "predictions": run_gate(pytester, routes, "predictions", "--predictions", str(routes["predictions"])),
     }
@@ -94,7 +94,7 @@ def test_three_routes_give_the_same_figures_as_brute_force(pytester, routes) -> 
     assert checkpoint["epoch"] == 3 and checkpoint["metrics"]["val_cosine"] == 0.36  # read from the foreign dict without running code
     # each report says how it was made: the route, the adapter that ran, the file and its hash, what is known of the model
     subjects = {route: report["options"]["measured"]["subject"] for route, (_, report) in runs.items()}
-    assert subjects["adapter"]["adapter"] == "foreign_model:load_predictor" and subjects["adapter"]["checkpoint"]["step"] is None
+    assert subjects["adapter"]["adapter"] == "helpers.foreign_model:load_predictor" and subjects["adapter"]["checkpoint"]["step"] is None
     assert subjects["adapter"]["model"]["config"] == {"out_dir": "/runs/mamba_s", "lr": 1e-3, "dim": DIM} and subjects["adapter"]["model"]["config_from"] == "args"
     assert subjects["model_file"]["route"] == "model_file" and subjects["model_file"]["file"]["path"] == str(routes["program"])
     assert subjects["model_file"]["model"]["known"] is False and "torch.export program" in subjects["model_file"]["model"]["architecture"]

@@ -136,3 +136,20 @@ def test_recall_and_mrr_equal_ranx_on_random_lists(seed: int) -> None:
     assert recall_at(ranks, 5) == pytest.approx(theirs["hit_rate@5"])
     assert recall_at(ranks, depth) == pytest.approx(theirs[f"hit_rate@{depth}"])
     assert mean_reciprocal_rank(ranks) == pytest.approx(theirs[f"mrr@{depth}"])
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=5, max_size=5), min_size=1, max_size=30))
+def test_ranks_recall_and_mrr(hit_rows) -> None:
+    hits = np.array(hit_rows)
+    ranks = first_hit_rank(hits)
+    for row, rank in zip(hit_rows, ranks):
+        assert rank == (row.index(True) + 1 if True in row else 0)
+    assert recall_at(ranks, 5) == np.mean([any(r) for r in hit_rows])
+    assert 0.0 <= mean_reciprocal_rank(ranks) <= recall_at(ranks, 5)
+
+
+def test_key_hits_count_every_duplicate_row() -> None:
+    payload_keys = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])  # key (0, 1) owns rows 1 and 2
+    retrieved = np.array([[2, 3], [3, -1]])
+    hits = key_hits(retrieved, payload_keys, np.array([[0, 1], [0, 0]]))
+    assert hits.tolist() == [[True, False], [False, False]]

@@ -20,7 +20,7 @@ from lvmcore.plumbing.identity import (
     recorded_identities,
 )
 
-from pipeline_layouts import HARDCODED_BUILD_ID, build_id_of, sha256_of, write_source_vectors
+from helpers.pipeline_layouts import HARDCODED_BUILD_ID, build_id_of, sha256_of, write_source_vectors
 
 SHA = "0123456789abcdef" * 4
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faults import byte_faults
+from helpers.faults import byte_faults
 from lvmcore.files import CACHE_TEMP_MIN_AGE_S, CacheWarning
 from lvmcore.search.ivf import IVFBuild, index_search, read_or_build_ivf
 

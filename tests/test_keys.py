@@ -1,14 +1,13 @@
-"""Properties of the key and vector maths: packing, matching, coverage, overlap, norms, windows."""
+"""Properties of the key maths (`lvmcore/keys.py`): packing, the key index, duplicates, coverage and its ±1 shifts,
+overlap, entropy, consecutive contexts; and the boundaries the mutation run found unpinned."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-from lvmcore.vectors import cosine_rows
 from lvmcore.keys import (
     KeyIndex,
     coverage,
@@ -22,9 +21,6 @@ from lvmcore.keys import (
     unpack_keys,
     value_overlap,
 )
-from lvmcore.search.hits import first_hit_rank, key_hits, mean_reciprocal_rank, recall_at
-from lvmcore.vectors import row_norms
-from lvmcore.artifacts.windows import build_windows, document_split
 
 key_lists = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=0, max_size=80)
 
@@ -82,63 +78,6 @@ def test_overlap_is_a_fraction_of_the_right_side(left, right) -> None:
     )
 
 
-@settings(deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 16)), elements=st.floats(-100, 100, width=32)))
-def test_row_norms_match_numpy_and_normalized_rows_have_norm_one(vectors) -> None:
-    np.testing.assert_allclose(row_norms(vectors), np.linalg.norm(vectors.astype(np.float64), axis=1), rtol=1e-6, atol=1e-6)
-    nonzero = np.linalg.norm(vectors, axis=1) > 1e-3
-    unit = vectors[nonzero] / np.linalg.norm(vectors[nonzero], axis=1, keepdims=True)
-    np.testing.assert_allclose(row_norms(unit), 1.0, atol=1e-5)
-    np.testing.assert_allclose(cosine_rows(unit, unit), 1.0, atol=1e-5)
-
-
-@given(st.lists(st.integers(1, 12), min_size=1, max_size=8), st.integers(1, 4))
-def test_windows_are_consecutive_and_complete(lengths, context) -> None:
-    keys = as_keys([(a, c) for a, n in enumerate(lengths) for c in range(n)])
-    context_rows, target_rows = build_windows(keys, context)
-    assert len(target_rows) == sum(max(0, n - context) for n in lengths)
-    assert not nonconsecutive_context_rows(keys[context_rows], keys[target_rows]).any()
-
-
-@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=200, unique=True), st.integers(0, 5))
-def test_document_split_is_a_stable_partition(ids, seed) -> None:
-    parts = document_split(np.array(ids), {"train": 0.8, "eval": 0.2}, seed)
-    assert sorted(np.concatenate(list(parts.values())).tolist()) == sorted(ids)
-    again = document_split(np.array(ids[: len(ids) // 2 + 1]), {"train": 0.8, "eval": 0.2}, seed)
-    for name in parts:  # an id lands in the same part whatever other ids are present
-        assert set(again[name]) <= set(parts[name])
-
-
-@given(st.lists(st.lists(st.booleans(), min_size=5, max_size=5), min_size=1, max_size=30))
-def test_ranks_recall_and_mrr(hit_rows) -> None:
-    hits = np.array(hit_rows)
-    ranks = first_hit_rank(hits)
-    for row, rank in zip(hit_rows, ranks):
-        assert rank == (row.index(True) + 1 if True in row else 0)
-    assert recall_at(ranks, 5) == np.mean([any(r) for r in hit_rows])
-    assert 0.0 <= mean_reciprocal_rank(ranks) <= recall_at(ranks, 5)
-
-
-def test_key_hits_count_every_duplicate_row() -> None:
-    payload_keys = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])  # key (0, 1) owns rows 1 and 2
-    retrieved = np.array([[2, 3], [3, -1]])
-    hits = key_hits(retrieved, payload_keys, np.array([[0, 1], [0, 0]]))
-    assert hits.tolist() == [[True, False], [False, False]]
-
-
-@given(st.lists(st.integers(0, 5), min_size=0, max_size=40))
-def test_duplicate_vector_counts(row_ids) -> None:
-    from lvmcore.vectors import duplicate_vector_counts
-
-    vectors = np.eye(6, dtype=np.float32)[row_ids] if row_ids else np.zeros((0, 6), np.float32)
-    duplicates, most = duplicate_vector_counts(vectors)
-    assert duplicates == len(row_ids) - len(set(row_ids))
-    assert most == (max(row_ids.count(i) for i in set(row_ids)) if row_ids else 0)
-
-
-# --------------------------------------------------------------------------- boundaries the mutation run found unpinned
-
-
 def test_unpack_keeps_the_shape_of_its_codes_and_returns_int64() -> None:
     keys = np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 10], [11, 12]]])  # (M=2, C=3, 2)
     out = unpack_keys(pack_keys(keys).astype(np.uint64))
@@ -192,30 +131,6 @@ def test_shifted_coverage_by_hand_and_a_key_shifted_below_zero_is_missing() -> N
     assert shifted_coverage(index, as_keys([(0, 0)]), shifts=(-1,)) == {"article-1": 0.0, "chunk-1": 0.0}  # (0,-1) is not (0,0)
 
 
-def test_nonfinite_rows_are_found_in_every_block_and_any_trailing_shape() -> None:
-    from lvmcore.blocks import ROW_BLOCK
-    from lvmcore.vectors import nonfinite_rows
-
-    vectors = np.zeros((ROW_BLOCK + 100, 2, 3), dtype=np.float32)  # two blocks, (N, 2, 3) rows
-    bad = [5, ROW_BLOCK + 7, ROW_BLOCK + 99]
-    vectors[5, 1, 2] = np.nan
-    vectors[ROW_BLOCK + 7, 0, 0] = np.inf
-    vectors[ROW_BLOCK + 99, 1, 0] = -np.inf
-    found = nonfinite_rows(vectors)
-    assert found.tolist() == bad and found.dtype == np.int64
-    clean = nonfinite_rows(np.zeros((4, 3), np.float32))
-    assert clean.tolist() == [] and clean.dtype == np.int64
-    assert nonfinite_rows(np.zeros((0, 3), np.float32)).tolist() == []
-
-
-def test_row_digests_are_uint64_and_equal_exactly_for_equal_rows() -> None:
-    from lvmcore.vectors import row_digests
-
-    vectors = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]], dtype=np.float32)
-    digests = row_digests(vectors)
-    assert digests.dtype == np.uint64 and digests[0] == digests[1] != digests[2]
-
-
 def test_pack_refuses_each_out_of_range_column_on_its_own_and_says_why() -> None:
     from lvmcore.keys import MAX_ARTICLE, MAX_CHUNK
 
@@ -242,18 +157,3 @@ def test_shift_keys_of_unsigned_and_context_shaped_keys() -> None:
     moved, valid = shift_keys(contexts, 0, -1)
     assert valid.tolist() == [[True, True], [False, False]]
     assert moved.tolist() == [[[0, 0], [0, 1]], [[0, 0], [0, 0]]]  # rows that fell below zero read (0, 0)
-
-
-def test_cosine_rows_by_hand_zero_rows_and_float32_overflow() -> None:
-    a = np.array([[3.0, 4.0], [0.0, 0.0], [1e20, 1e20]], dtype=np.float32)
-    b = np.array([[2.0, 0.0], [1.0, 0.0], [1e20, 1e20]], dtype=np.float32)
-    cos = cosine_rows(a, b)  # 6 / (5 * 2); a zero row gives 0, not NaN; 1e20 squared overflows float32, not float64
-    assert cos.tolist() == pytest.approx([0.6, 0.0, 1.0]) and cos.dtype == np.float64
-    assert cosine_rows(b, a).tolist() == pytest.approx([0.6, 0.0, 1.0])
-
-
-def test_l2_normalize_gives_float32_unit_rows_and_leaves_zero_rows_zero() -> None:
-    from lvmcore.vectors import l2_normalize
-
-    unit = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float64))
-    assert unit.dtype == np.float32 and unit.reshape(-1).tolist() == pytest.approx([0.6, 0.8, 0.0, 0.0])

@@ -18,7 +18,7 @@ from lvmcore.artifacts.npz_members import npz_members
 from lvmcore.artifacts.payload import load_payload
 from lvmcore.errors import ArtifactError
 
-from pipeline_layouts import (
+from helpers.pipeline_layouts import (
     EVAL_LAYOUTS,
     build_id_of,
     sha256_of,
@@ -29,7 +29,7 @@ from pipeline_layouts import (
     write_sequences_v1,
     write_source_vectors,
 )
-from synthetic import smooth_walk_bank
+from helpers.synthetic import smooth_walk_bank
 
 pytestmark = pytest.mark.filterwarnings("ignore::lvmcore.artifacts.layout_payload.PickleWarning")
 

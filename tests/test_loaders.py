@@ -15,7 +15,7 @@ from lvmcore.artifacts.importers import PickleWarning, import_public_payload, re
 from lvmcore.artifacts.payload import load_payload, write_payload
 from lvmcore.artifacts.training_data import load_training_data, write_windows_spec
 
-from synthetic import smooth_walk_bank, write_healthy_bank
+from helpers.synthetic import smooth_walk_bank, write_healthy_bank
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from lvmcore.training.in_batch_loss import info_nce, one_tower_step
 from lvmcore.training.loss import training_step
 from lvmcore.training.negatives import expected_negatives_per_positive, sample_bank_rows
 from lvmcore.models import PRESETS, build_model
-from rank_harness import spawn_ranks
+from helpers.rank_harness import spawn_ranks
 
 DIM, CONTEXT = 16, 5
 

@@ -1,6 +1,6 @@
 """Every plumbing check fails on an artifact broken in the way it guards against, and passes when healthy.
 
-Each case copies the healthy bank, breaks it with one breaker from `tests/broken.py`, runs the real
+Each case copies the healthy bank, breaks it with one breaker from `tests/helpers/broken.py`, runs the real
 suite (`checks/ -m plumbing`) in-process with pytester, and asserts that the guarding check fails with
 a message that names the cause.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broken import BREAKAGES, Bank, break_bank
+from helpers.broken import BREAKAGES, Bank, break_bank
 from conftest import REPO
 
 CHECKS = REPO / "checks"

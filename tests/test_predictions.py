@@ -19,8 +19,8 @@ from lvmcore.errors import ArtifactError
 from lvmcore.gate.routes import from_predictions
 
 from conftest import REPO
-from pipeline_layouts import EVAL_LAYOUTS, write_public_pipeline
-from synthetic import write_healthy_bank
+from helpers.pipeline_layouts import EVAL_LAYOUTS, write_public_pipeline
+from helpers.synthetic import write_healthy_bank
 
 DIM = 16
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 from lvmcore.artifacts.importers import PickleWarning, import_public_payload
-from pipeline_layouts import (
+from helpers.pipeline_layouts import (
     EVAL_FILES,
     EVAL_LAYOUTS,
     HARDCODED_BUILD_ID,

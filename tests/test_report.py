@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from decision_cases import healthy
+from helpers.decision_cases import healthy
 from lvmcore.gate.decision import GateMetrics, decide
 from lvmcore.gate.levels import resolve
 from lvmcore.gate.report import HIST_BINS

@@ -79,7 +79,7 @@ def test_predictions_and_programs_are_the_same_model_when_their_bytes_are(tmp_pa
     assert folder.skipped[0].path.name == "b.npz" and folder.skipped[0].why.startswith("the same bytes as a.npz")
 
 
-@pytest.mark.parametrize("route_args", [[], ["--model-adapter", "foreign_model:load_predictor"]], ids=["checkpoint", "adapter"])
+@pytest.mark.parametrize("route_args", [[], ["--model-adapter", "helpers.foreign_model:load_predictor"]], ids=["checkpoint", "adapter"])
 def test_the_session_says_what_it_gates_and_skips_before_any_check(pytester, tmp_path, route_args) -> None:
     their_checkpoint(tmp_path / "best.pt", weights(1.0), val_cosine=0.36, val_loss=1.7)
     their_checkpoint(tmp_path / "final.pt", weights(1.0))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from synthetic import write_healthy_bank
+from helpers.synthetic import write_healthy_bank
 
 CHECKS = REPO / "checks"
 DIM = 16

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from synthetic import write_healthy_bank
+from helpers.synthetic import write_healthy_bank
 
 PLUGINS = ["-p", "fixtures.options", "-p", "fixtures.recorder", "-p", "fixtures.thresholds"]
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from lvmcore.artifacts.history import LOOP_ROW_FIELDS, NUMBER_FIELDS
 from lvmcore.artifacts.training_data import WINDOWS_FORMAT
-from test_train import ARTICLES, CHUNKS, Killed, assert_same_weights, bank, cli_args, config  # noqa: F401  (bank: the fixture)
+from helpers.training_runs import ARTICLES, CHUNKS, Killed, assert_same_weights, bank, cli_args, config  # noqa: F401  (bank: the fixture)
 from train.__main__ import main
 from train.config import config_from_args
 from train.loop import TrainHooks, train

@@ -1,4 +1,4 @@
-"""`python -m train` on the public pipeline's own files (`tests/pipeline_layouts.py`): the suite's reader
+"""`python -m train` on the public pipeline's own files (`tests/helpers/pipeline_layouts.py`): the suite's reader
 (`lvmcore.plumbing.user_files`), its `--allow-pickle` and `--field`, and the same options handed to the gate."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from lvmcore.artifacts.evalset import write_eval_set
 from lvmcore.artifacts.importers import main as importers_main
-from pipeline_layouts import EVAL_LAYOUTS, another_encoder, read_eval_arrays, write_public_pipeline, write_sequences_v1
+from helpers.pipeline_layouts import EVAL_LAYOUTS, another_encoder, read_eval_arrays, write_public_pipeline, write_sequences_v1
 from train.__main__ import main
 from train.config import TrainConfig
 from train.loop import TrainHooks, train

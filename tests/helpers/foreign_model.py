@@ -2,7 +2,7 @@
 
 The checkpoint is the public pipeline's dict (epoch, model_state_dict, optimizer_state_dict,
 val_cosine, val_loss, args with a PosixPath inside). `load_predictor` is what a team writes for
-`--model-adapter foreign_model:load_predictor`: its own loader, trusted because it is its own.
+`--model-adapter helpers.foreign_model:load_predictor`: its own loader, trusted because it is its own.
 """
 
 from __future__ import annotations

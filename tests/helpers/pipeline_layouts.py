@@ -2,7 +2,7 @@
 
 Each writer reproduces one layout exactly: array names, dtypes, scalar arrays, the one-element
 unicode or object `provenance`, the pickled-dict payload `.npy`. `write_public_pipeline` writes a
-healthy set in every layout from one smooth-walk bank (`tests/synthetic.py`), split by document;
+healthy set in every layout from one smooth-walk bank (`tests/helpers/synthetic.py`), split by document;
 `write_row2_failure` writes its eval set with contexts through "another encoder" (a random
 rotation) and targets still payload vectors, in the same layout: FAILURE_MODES row 2.
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from lvmcore.artifacts.windows import build_windows, document_split
 
-from synthetic import smooth_walk_bank
+from helpers.synthetic import smooth_walk_bank
 
 EMBEDDER_ID = "sentence-transformers/gtr-t5-base"
 CONTEXT_LENGTH = 5
