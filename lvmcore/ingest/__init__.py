@@ -2,4 +2,5 @@
 
 Modules: `chunking` (sentence packing), `corpora` (readers), `encoder` (torch and ONNX backends),
 `build` (artifacts); `python -m lvmcore.ingest --help` is the command.
+May import the root modules and `lvmcore.artifacts`.
 """

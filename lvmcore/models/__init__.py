@@ -5,6 +5,8 @@
     model = build_model(config)            # or build_model(config.to_dict())
     pred = model(contexts)                 # (B, C, D) -> (B, D)
     bank = model.encode_bank(vectors)      # (N, D) -> (N, D); identity for one-tower models
+
+Every model, its config dataclass and the preset table (`registry`). May import only the root modules.
 """
 
 from lvmcore.models.base import LatentVectorModel, ModelConfig
