@@ -252,8 +252,13 @@ def test_run_directory_expands_to_epoch_files_without_duplicate_last_and_best(tm
     save_checkpoint(tmp_path / "last.pt", {"model_config": {}, "model_state": weights[3], "epoch": 2, "step": 25})  # mid-epoch: a model of its own
     assert [p.name for p in checkpoint_paths(str(tmp_path))] == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
     assert [p.name for p in checkpoint_paths(str(tmp_path / "epoch_002.pt"))] == ["epoch_002.pt"]
+    from fixtures.options import check_model_path  # the one home of option validation refuses what cannot be expanded
+
     with pytest.raises(pytest.UsageError, match="no such file"):
-        checkpoint_paths(str(tmp_path / "missing"))
+        check_model_path("--checkpoint", str(tmp_path / "missing"), "checkpoint")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(pytest.UsageError, match="holds no"):
+        check_model_path("--checkpoint", str(tmp_path / "empty"), "checkpoint")
 
 
 def test_a_checkpoint_of_another_payload_fails_before_any_retrieval_figure(pytester, monkeypatch, bank) -> None:
