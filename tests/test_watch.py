@@ -213,3 +213,10 @@ def test_zip_central_directory_is_what_completes_a_file(tmp_path: Path) -> None:
     assert zipfile.is_zipfile(path)
     data = path.read_bytes()
     assert data.rfind(b"PK\x05\x06") > len(data) - 100  # the end-of-central-directory record sits at the very end
+
+
+def test_a_gate_option_that_cannot_work_is_refused_before_anything_is_watched(tmp_path: Path) -> None:
+    out = io.StringIO()
+    options = WatchOptions(run_dir=tmp_path, report_dir=tmp_path / "reports", timeout_s=0.1, poll_s=0.05, pytest_args=["--level", "nope"])
+    assert Watcher(options, locate(), out=out).run() == 4
+    assert "invalid choice: 'nope'" in out.getvalue() and "gating" not in out.getvalue()
