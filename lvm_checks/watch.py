@@ -33,7 +33,8 @@ overwrites `last.pt`) is gated again; the earlier report is kept as `NAME@1`, `N
 Stops on `--timeout S` without a new file (never a zero-checkpoint success: exit 5 when nothing was
 gated), on the sentinel file the trainer writes when it ends (`TRAINING_DONE`, `--sentinel`; files
 already there are gated first), or on Ctrl-C; then exits with the worst gate's exit code (0 only if
-every checkpoint's decision is `continue`).
+every checkpoint's decision is `continue` and no model file was left ungated: a file still cut off at
+the end is named, and makes the exit at least 1).
 """
 
 from __future__ import annotations
@@ -399,12 +400,30 @@ class Watcher:
                 return True
         return False
 
+    def never_complete(self) -> list[Path]:
+        """Model files in RUN_DIR at the end that were never gated in their present state (cut off, or still settling)."""
+        left = []
+        for path in self.entries():
+            if is_temporary(path) or route_of(path, self.options.adapter) is None:
+                continue
+            done = self.gated.get(path)
+            if done is None or done.stat != stat_of(path):
+                left.append(path)
+        return left
+
     def finish(self) -> int:
         gated = [g for g in self.history]
+        left = self.never_complete()
+        for path in left:
+            why = "it does not open as a whole zip (cut off mid-write?)" if not looks_complete(path) else "it was still changing"
+            self.say(f"  NOT gated: {path.name}: {why}")
         if not gated:
             self.say(f"no checkpoint was gated in {self.options.run_dir}: nothing is certified (exit {NO_CHECKPOINT_EXIT})")
             return NO_CHECKPOINT_EXIT
         worst = max(gated, key=lambda g: g.exit_code)
+        if left and worst.exit_code == 0:
+            self.say(f"every gated checkpoint continues, but {len(left)} file(s) were never gated: exit 1")
+            return 1
         run_md = self.gates_dir / "run.md"
         keep = ""
         with contextlib.suppress(OSError, json.JSONDecodeError, KeyError):

@@ -129,8 +129,9 @@ def test_plumbing_passes_on_public_format_files(pytester: pytest.Pytester, tmp_p
                                  "SKIPPED checks/test_training_alignment.py::test_every_training_target_matches_payload: no training data given*"])
 
 
-def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: pytest.Pytester) -> None:
+def test_markers_are_registered_by_the_plugins_under_strict_markers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """No pytest.ini here: the plugins alone must register `threshold`, `plumbing`, `gate` and `slow`."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the checkout's `fixtures` (installed, it is `lvm_checks.fixtures`)
     pytester.makepyfile(LEVELLED_CHECK.format(value=0.07).replace("def test_recall", "@pytest.mark.plumbing\n@pytest.mark.gate\n@pytest.mark.slow\ndef test_recall"))
     result = pytester.runpytest_subprocess(*PLUGINS, "-p", "no:cacheprovider", "--report-dir", "rep", "--run-name", "r", "--strict-markers")  # a fresh process: nothing registered by this session leaks in
     result.assert_outcomes(passed=1)
@@ -169,6 +170,7 @@ def test_xdist_workers_share_the_cores_instead_of_each_taking_all(pytester: pyte
     import os
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the checkout's `fixtures` (installed, it is `lvm_checks.fixtures`)
     cores = os.cpu_count() or 1
     pytester.makepyfile(f"""
 import faiss, torch

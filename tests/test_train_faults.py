@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from lvmcore.artifacts.history import LOOP_ROW_FIELDS, NUMBER_FIELDS
 from lvmcore.artifacts.training_data import WINDOWS_FORMAT
+from conftest import REPO
 from helpers.training_runs import ARTICLES, CHUNKS, Killed, assert_same_weights, bank, cli_args, config  # noqa: F401  (bank: the fixture)
 from train.__main__ import main
 from train.config import config_from_args
@@ -336,7 +337,7 @@ def test_a_sigkilled_training_process_resumes_to_the_same_weights(bank: Path, tm
     for attempt in range(3):  # a kill that lands after the run finished tells nothing: kill sooner and try again
         shutil.rmtree(out, ignore_errors=True)
         log = (tmp_path / f"attempt{attempt}.log").open("w")
-        process = subprocess.Popen([sys.executable, "-m", "train", *argv], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "train", *argv], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)  # `python -m train` runs in the checkout; elsewhere `lvm-checks train`
         deadline = time.monotonic() + 120
         while not (out / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)

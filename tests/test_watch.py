@@ -220,3 +220,24 @@ def test_a_gate_option_that_cannot_work_is_refused_before_anything_is_watched(tm
     options = WatchOptions(run_dir=tmp_path, report_dir=tmp_path / "reports", timeout_s=0.1, poll_s=0.05, pytest_args=["--level", "nope"])
     assert Watcher(options, locate(), out=out).run() == 4
     assert "invalid choice: 'nope'" in out.getvalue() and "gating" not in out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_left_cut_off_at_the_end_is_named_and_never_read(tmp_path: Path, trained_run: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(trained_run / "epoch_001.pt", out / "epoch_001.pt")
+    data = (trained_run / "epoch_002.pt").read_bytes()
+    (out / "epoch_002.pt").write_bytes(data[: len(data) // 2])  # a trainer killed mid-write
+    (out / SENTINEL).write_text("{}")
+    log = io.StringIO()
+    code = Watcher(WatchOptions(run_dir=out, report_dir=out / "reports", settle_s=0.0, poll_s=0.05), locate(), out=log).run()
+    assert code != 0
+    assert "NOT gated: epoch_002.pt: it does not open as a whole zip" in log.getvalue()
+    assert "gating epoch_002.pt" not in log.getvalue() and not (out / "reports" / "gates" / "epoch_002").exists()
+
+
+def test_the_watcher_stops_on_the_name_the_trainer_writes() -> None:
+    from train.config import SENTINEL as WRITTEN  # the two programs may not import each other: one test holds them together
+
+    assert SENTINEL == WRITTEN

@@ -22,6 +22,7 @@ DEFAULT_BANK_SAMPLE = 16_384
 
 MAX_HARD_NEGATIVES = 1024  # same-document negatives per window: (B, k, D) floats per micro-batch
 LAST_CHECKPOINT = "last.pt"  # what a bare --resume continues from
+SENTINEL = "TRAINING_DONE"  # written into OUT when the run ends; `lvm-checks watch OUT` stops on it (lvm_checks/watch.py)
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 

@@ -34,14 +34,14 @@ from lvmcore.artifacts.checkpoint import TrainingCheckpoint, save_checkpoint
 from lvmcore.plumbing.user_files import read_eval_rows
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory, write_history
 from lvmcore.errors import ArtifactError
-from lvmcore.files import remove_orphan_temps
+from lvmcore.files import remove_orphan_temps, write_json_atomic
 from lvmcore.keys import pack_keys
 from lvmcore.training.bank_loss import BankBatch
 from lvmcore.training.loss import training_step
 from lvmcore.training.negatives import sample_bank_rows
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.schedule import SCHEDULE_NAME, ScheduleConfig, WarmupCosine
-from .config import TrainConfig
+from .config import SENTINEL, TrainConfig
 from .data import HardNegativeSampler, TrainingBank, TrainingSplits, assemble_batch, bank_sample_rng, epoch_order, load_splits, step_rng
 from .ddp import DistContext, all_gather_rows, average_gradients, barrier, broadcast_parameters, init_distributed, mean_over_ranks
 from .gate_hook import DEFAULT_PYTEST, gate_summary, run_gate
@@ -467,6 +467,25 @@ class Trainer:
             self.resume()
         elif self.dist.is_main:
             self.write_history()
+        if self.dist.is_main:
+            (self.out / SENTINEL).unlink(missing_ok=True)  # the run goes on (or starts over): a watcher must not stop now
+        try:
+            self.train_epochs()
+        except (TrainingDiverged, ArtifactError) as exc:
+            self.mark_ended("diverged" if isinstance(exc, TrainingDiverged) else "error")
+            raise
+        self.mark_ended("finished")
+        return self.history
+
+    def mark_ended(self, status: str) -> None:
+        """Write OUT/TRAINING_DONE: the run has ended, every checkpoint it will write is written (main process only).
+
+        Only a run that started writes it; one refused at the start (a bad --out, an existing run, a bad
+        --resume) has raised in `__init__` and leaves the folder as it found it."""
+        if self.dist.is_main:
+            write_json_atomic(self.out / SENTINEL, {"status": status, "epochs": len(self.history.epochs), "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def train_epochs(self) -> None:
         for epoch in range(self.progress.epoch, self.config.epochs):
             self.progress.epoch = epoch
             self.train_epoch(epoch)
@@ -483,7 +502,6 @@ class Trainer:
             else:
                 self.progress = EpochProgress(epoch=epoch + 1)
             barrier()
-        return self.history
 
 
 def train(config: TrainConfig, hooks: TrainHooks | None = None) -> dict[str, Any]:
