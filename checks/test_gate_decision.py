@@ -13,7 +13,7 @@ import pytest
 
 from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.gate.decision import GateMetrics, decide
-from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
 from lvmcore.gate.levels import Bound
 from lvmcore.gate.report import DECISION_RECORD, FIGURES_RECORD
 

@@ -10,7 +10,7 @@ import pytest
 
 from lvmcore.gate.levels import GATE_LEVELS
 
-from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
 
 pytestmark = pytest.mark.gate
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
 from lvmcore.gate.inputs import InputFindings
 from lvmcore.gate.levels import GATE_LEVELS, eval_rows_needed
 

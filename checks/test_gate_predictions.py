@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
 from lvmcore.gate.health import COPY_COSINE, PERMUTATIONS
 from lvmcore.gate.levels import GATE_LEVELS
 

@@ -11,7 +11,7 @@ import pytest
 
 from lvmcore.gate.levels import GATE_LEVELS
 
-from lvmcore.gate.evaluate import GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
 from lvmcore.gate.record_checks import RecordFindings
 
 pytestmark = pytest.mark.gate

@@ -11,7 +11,8 @@ import pytest
 
 from lvmcore.gate.levels import GATE_LEVELS
 
-from lvmcore.gate.evaluate import HIST_BINS, GateEvaluation
+from lvmcore.gate.evaluation import GateEvaluation
+from lvmcore.gate.report import HIST_BINS
 
 pytestmark = pytest.mark.gate
 

@@ -13,7 +13,7 @@ from lvmcore.gate.levels import GATE_LEVELS
 
 from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.artifacts.history import EpochRecord, TrainingHistory
-from lvmcore.training.loss import expected_negatives_per_positive
+from lvmcore.training.negatives import expected_negatives_per_positive
 from lvmcore.training.schedule import lr_at
 
 pytestmark = pytest.mark.gate

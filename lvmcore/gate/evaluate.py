@@ -17,9 +17,8 @@ encoded copy of the bank is kept), and have no IVF figures (the cached IVF index
 
 The types live with their owners: the query sets and search results in `lvmcore.gate.query_sets`,
 the evaluation the checks read (`GateEvaluation`, `QuerySetResult`, and its `figures()`) in
-`lvmcore.gate.evaluation`, the report's examples and histogram bins in `lvmcore.gate.report`.
-`GateEvaluation`, `FixedResults` and `HIST_BINS` are importable from here too, as the checks and
-`fixtures/gate.py` import them.
+`lvmcore.gate.evaluation`, the report's examples and histogram bins in `lvmcore.gate.report`;
+the checks and `fixtures/gate.py` import them from there.
 """
 
 from __future__ import annotations

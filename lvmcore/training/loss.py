@@ -10,8 +10,7 @@ negatives each positive sees, and the papers:
 
 Beside them: `grad_cache.py` (GradCache's three steps), `loss_common.py` (`StepLoss`, `Gather`,
 `micro_slices`, the temperature) and `negatives.py` (bank sampling and the negatives every positive
-is guaranteed, which a gate check re-reads; `expected_negatives_per_positive` is importable from
-here too, as `checks/test_gate_training_record.py` imports it).
+is guaranteed, which a gate check re-reads from there).
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ from lvmcore.training.cached_bank_loss import two_tower_bank_step
 from lvmcore.training.cached_in_batch_loss import two_tower_step
 from lvmcore.training.in_batch_loss import one_tower_step
 from lvmcore.training.loss_common import StepLoss
-from lvmcore.training.negatives import expected_negatives_per_positive
 
-__all__ = ["training_step", "expected_negatives_per_positive"]
+__all__ = ["training_step"]
 
 
 def training_step(model: nn.Module, contexts: Tensor, targets: Tensor, *, bank: BankBatch | None = None, **kwargs) -> StepLoss:
