@@ -43,7 +43,15 @@ ROWS = [
     ("random output", {"information_z": 0.4, "delta": 0.0, **NOTHING_RETRIEVED}, "check_model", ["no information about its input", "prediction_input_information_z = 0.4"]),
     ("index", {"ivf_agreement": 0.4, "ivf_r_at_5": 0.05}, "check_index", ["IVF finds 40.0%"]),
     ("separates but finds nothing", {"delta": 0.3, **NOTHING_RETRIEVED}, "check_data", ["R@5 0% with separation delta 0.300"]),
-    ("informative, no separation, all verified", {"delta": 0.01, **NOTHING_RETRIEVED}, "pivot_two_tower", ["similarity z 80.0", "trained for 4 epoch(s)"]),
+    ("informative, no separation, all verified", {"delta": 0.01, **NOTHING_RETRIEVED}, "pivot_two_tower", ["similarity z 80.0", "trained for 4 epoch(s)", "4.2000 -> 3.1000"]),
+    ("informative, no separation, loss flat", {"delta": 0.01, "training_loss": (4.2, 4.18), **NOTHING_RETRIEVED}, "check_training",
+     ["training loss did not fall", "4.2000 at the first recorded epoch, 4.1800 at this one", "says nothing about the architecture", "r_at_5 = 0.00%"]),
+    ("below the baseline, loss flat", {"beats_low": -0.05, "beats_high": 0.01, "excluded_beats_low": -0.04, "excluded_beats_high": 0.02, "training_loss": (3.47, 3.47)},
+     "check_training", ["did not learn", "r_at_5_over_best_baseline_lower95"]),
+    ("passes every gate, loss flat", {"training_loss": (3.47, 3.47)}, "continue", ["every gate figure passes"]),
+    ("separates but finds nothing, loss flat", {"delta": 0.3, "training_loss": (3.47, 3.47), **NOTHING_RETRIEVED}, "check_data", ["R@5 0% with separation delta 0.300"]),
+    ("informative, no separation, no loss record", {"delta": 0.01, "training_loss": None, **NOTHING_RETRIEVED}, "below_baseline",
+     ["no architecture verdict", "no training record shows its loss fell", "random weights"]),
     ("informative, no separation, no training data", {"delta": 0.01, "training_target_aligned": None, "training_context_aligned": None,
      "article_overlap": None, "chunk_overlap": None, "near_duplicate": None, **NOTHING_RETRIEVED}, "below_baseline", ["no architecture verdict", "--train-data"]),
     ("informative, no separation, predictions route", {"delta": 0.01, "route": "predictions", "trained_epochs": None, **NOTHING_RETRIEVED},
@@ -155,3 +163,13 @@ def test_figures_at_the_edges_of_their_ranges_are_read_and_beyond_them_are_not()
     assert healthy(echo_rate=-0.1).invalid_figures() == ["echo_rate = -0.1"]
     decision = decide(beyond, BOUNDS)
     assert decision.action == "check_model" and "r_at_1 = 1.5; beats_high = 1.5; excluded_beats_low = -1.5; delta = 2.5" in decision.reason
+
+
+def test_the_loss_must_fall_by_one_percent_to_count_as_learning() -> None:
+    """The boundary of the pivot's training evidence: exactly 1% below the first epoch counts, a hair less does not."""
+    from lvmcore.gate.decision import loss_fell
+
+    assert loss_fell((4.0, 3.96)) and not loss_fell((4.0, 3.9601)) and not loss_fell((4.0, 4.5))
+    assert loss_fell((-2.0, -2.02)) and not loss_fell((-2.0, -2.0))  # a negative loss (some objectives) by its size
+    assert decide(healthy(delta=0.0, training_loss=(4.0, 3.96), **NOTHING_RETRIEVED), BOUNDS).action == "pivot_two_tower"
+    assert decide(healthy(delta=0.0, training_loss=(4.0, 3.9601), **NOTHING_RETRIEVED), BOUNDS).action == "check_training"

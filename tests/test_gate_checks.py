@@ -113,7 +113,7 @@ def write_checkpoint(path: Path, kind: str, state: dict, negatives: int = 31, go
     })
 
 
-def write_random_preset(path: Path, negatives: int) -> Path:
+def write_random_preset(path: Path, negatives: int, epoch: int = 1, **recorded) -> Path:
     """A real preset (gru) with random weights, through the real checkpoint format and loader."""
     from lvmcore.models import PRESETS, build_model
 
@@ -121,9 +121,20 @@ def write_random_preset(path: Path, negatives: int) -> Path:
     config = PRESETS["gru"](dim=DIM)
     model = build_model(config)
     return save_checkpoint(path, {
-        "model_config": config.to_dict(), "model_state": model.state_dict(), "epoch": 1, "step": 10, "metrics": {},
-        "provenance": {"dim": DIM}, "negatives_per_positive": negatives, "train_config": TRAIN_CONFIG,
+        "model_config": config.to_dict(), "model_state": model.state_dict(), "epoch": epoch, "step": 10 * epoch, "metrics": {},
+        "provenance": {"dim": DIM}, "negatives_per_positive": negatives, "train_config": TRAIN_CONFIG, **recorded,
     })
+
+
+def write_flat_loss_history(directory: Path, negatives: int) -> None:
+    """Two epochs whose training loss stayed where it started: a run that never learned (a zero learning rate, a detached loss)."""
+    rows = []
+    for epoch in (1, 2):
+        trace = [[s, lr_at(s, TRAIN_CONFIG)] for s in range(10 * (epoch - 1), 10 * epoch)]
+        rows.append({"epoch": epoch, "step_end": 10 * epoch, "train_loss": 3.466, "val_loss": 3.47, "val_cosine": 0.1, "val_r_at_1": 0.0, "val_r_at_5": 0.0,
+                     "lr_start": trace[0][1], "lr_end": trace[-1][1], "lr_trace": trace, "seconds": 1.0, "samples_per_s": 100.0,
+                     "negatives_per_positive": negatives, "checkpoint": f"epoch_{epoch:03d}.pt"})
+    (directory / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": TRAIN_CONFIG, "epochs": rows}))
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +173,10 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     nan_r1[0, 0] = float("nan")
     write_checkpoint(root / "nan" / "epoch_001.pt", "switched_rotation", {"r1": nan_r1, "r2": rotations["r2"]}, **trained_on)
     write_checkpoint(root / "copier" / "epoch_001.pt", "copy_last", {}, **trained_on)
+    # untrained/ holds random weights that say epoch 2, beside a history whose loss never fell
+    (root / "untrained").mkdir()
+    write_random_preset(root / "untrained" / "epoch_002.pt", negatives=31, epoch=2, **trained_on)
+    write_flat_loss_history(root / "untrained", negatives=31)
     return {"root": root, "good": write_checkpoint(root / "good" / "epoch_001.pt", "switched_rotation", rotations, **trained_on), "bad": root / "bad"}
 
 
@@ -221,9 +236,20 @@ def test_copy_last_and_random_models_fail_their_gates(pytester, monkeypatch, ban
     assert copy["decision"]["action"] == "below_baseline" and "echo_rate = 100.00%" in copy["decision"]["reason"], copy["decision"]
     # random weights: no retrieval, no separation
     assert {"r_at_5", "separation_delta"} <= failed_checks(random), (failed_checks(random), out[-3000:])
-    assert random["decision"]["action"] in ("pivot_two_tower", "below_baseline"), random["decision"]
+    # ... and no architecture verdict (the original team's tree would have pivoted on a random model)
+    assert random["decision"]["action"] == "below_baseline" and "pivot" not in random["decision"]["reason"], random["decision"]
     # the history claims an effective batch of 32 but records the negatives of one micro-batch, and a constant LR
     assert "negatives_shortfall_vs_configured_loss" in failed_checks(copy) and "stepped per epoch" in out
+
+
+def test_a_run_whose_loss_never_fell_is_a_training_problem_not_an_architecture_verdict(pytester, monkeypatch, bank) -> None:
+    """Random weights recording epoch 2, beside a history whose training loss stayed flat: the decision is check_training, exit 1."""
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["root"] / "untrained" / "epoch_002.pt")
+    decision = reports["epoch_002"]["decision"]
+    assert decision["action"] == "check_training", (decision, result.stdout.str()[-3000:])
+    assert "training loss did not fall (3.4660 at the first recorded epoch, 3.4660 at this one" in decision["reason"] and "pivot" not in decision["reason"]
+    assert "did not learn" in decision["reason"]
+    assert result.ret == 1
 
 
 def test_eval_contexts_from_another_encoder_fail_the_gates(pytester, monkeypatch, bank) -> None:

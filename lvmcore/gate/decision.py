@@ -23,8 +23,9 @@ model problems and model problems before any architecture advice (row 16):
 | output unrelated to its input (similarity z under its level) | check_model | broken or untrained: no architecture can be judged |
 | IVF misses what exact search finds | check_index | an index problem, not a model problem |
 | R@5 = 0 with delta >= 0.10 | check_data | separates its rows yet finds nothing among the payload's |
+| the training loss in the model's record did not fall by 1% from its first epoch, and a retrieval figure fails | check_training | a model that did not learn says nothing about the architecture or the baselines |
 | R@5 = 0 with the top-1 usually its own context (echo past its level) | below_baseline | a copier says nothing about the architecture |
-| R@5 = 0, delta < 0.10, output informative, data and training record verified | pivot_two_tower | the only row that gives architecture advice |
+| R@5 = 0, delta < 0.10, output informative, training data checked, a training record whose loss fell | pivot_two_tower | the only row that gives architecture advice |
 | R@5 = 0 otherwise | below_baseline | no architecture verdict without that evidence |
 | not shown better than the best baseline in either view | below_baseline | row 13 |
 | better only with its own context excluded | train_more | a neighbour finder whose context takes the top ranks |
@@ -36,7 +37,10 @@ model problems and model problems before any architecture advice (row 16):
 similarity z of `lvmcore.gate.health.input_information` passes its level: prediction similarities
 follow context similarities far beyond row-permuted output), it does not separate its target from
 other rows' (delta < 0.10), retrieves nothing (R@5 = 0) and is not a copier (echo under its level), while every data figure passed,
-training data was given and checked, and the model records at least one trained epoch.
+training data was given and checked, the model records at least one trained epoch, and its training record (history.json)
+shows the training loss fell by at least 1% from its first recorded epoch to this one. Without that record a checkpoint of
+random weights, or of a run whose learning rate was zero, is indistinguishable from an architecture that cannot learn:
+`below_baseline`, saying what is missing; with a record whose loss did not fall, `check_training`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from lvmcore.gate.levels import Bound
 
 ACTIONS = ("continue", "train_more", "check_index", "check_data", "check_model", "check_training", "pivot_two_tower", "below_baseline")
 DELTA_SEPARATES = 0.10  # delta at or above it: the model separates its own target from other rows' (separation_delta's good level)
+LOSS_FELL = 0.01  # the training loss must fall by at least this share from the first recorded epoch for the record to show learning
 SHARES = ("r_at_5", "r_at_1", "ivf_r_at_5", "ivf_agreement", "best_baseline_r_at_5", "copy_last_r_at_5", "echo_rate", "excluded_r_at_5", "r_at_5_low", "r_at_5_high")
 DIFFERENCES = ("beats_low", "beats_high", "excluded_beats_low", "excluded_beats_high")
 ROUTE_SUBJECT = {"checkpoint": "the checkpoint", "adapter": "the checkpoint", "model_file": "the exported program", "predictions": "the predictions file"}
@@ -115,6 +120,7 @@ class GateMetrics:
     provenance_mismatch: str | None  # recorded provenance vs payload/eval set; None when they agree or nothing is recorded
     leaked_eval_articles: int | None  # eval articles among the recorded training articles; None when not recorded
     trained_epochs: int | None  # epochs the model records; None when it records none
+    training_loss: tuple[float, float] | None  # (first, latest) recorded train_loss up to its epoch; None: no record of two epochs' loss
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -302,13 +308,37 @@ def index(e: Evidence) -> str | None:
     return f"index problem, not a model problem: IVF finds {_pct(e.m.ivf_agreement)} of the truths exact search finds in its top 50 (IVF R@5 {_pct(e.m.ivf_r_at_5)} vs exact {_pct(e.m.r_at_5)}); raise nprobe or rebuild the index"
 
 
+def finds_nothing(e: Evidence) -> bool:
+    return "r_at_5" in e.failing and not e.bounds["r_at_5"].meets(e.m.r_at_5, e.bounds["r_at_5"].levels.get("minimum", 0.0))
+
+
+def separates_but_finds_nothing(e: Evidence) -> str | None:
+    if not finds_nothing(e) or e.m.delta < DELTA_SEPARATES:
+        return None
+    return (f"R@5 0% with separation delta {e.m.delta:.3f} >= {DELTA_SEPARATES:.2f}, and exact (Flat) search finds nothing either, so the index is not the cause: "
+            "the predictions separate the eval rows yet land away from every payload chunk; check that training targets come from the payload's encoder (row 1)")
+
+
+RETRIEVAL_FIGURES = ("r_at_5", "r_at_5_over_best_baseline_lower95", "context_excluded_r_at_5_over_best_baseline_lower95", "separation_delta")
+
+
+def did_not_learn(e: Evidence) -> str | None:
+    """The training record says the loss never fell, and the model fails a retrieval figure: a training problem first."""
+    if e.m.training_loss is None or loss_fell(e.m.training_loss):
+        return None
+    failing = [e.stated(name) for name in RETRIEVAL_FIGURES if name in e.failing]
+    if not failing:
+        return None
+    first, latest = e.m.training_loss
+    return (f"its recorded training loss did not fall ({first:.4f} at the first recorded epoch, {latest:.4f} at this one; at least {LOSS_FELL:.0%} expected) "
+            f"and it fails its retrieval gates ({'; '.join(failing)}): the model did not learn, which says nothing about the architecture or the data; "
+            "check the training run (learning rate, the loss, what the loader feeds it)")
+
+
 def retrieves_nothing(e: Evidence) -> tuple[str, str] | None:
     """(action, reason) for R@5 = 0, the only place architecture advice can come from."""
-    if "r_at_5" not in e.failing or e.bounds["r_at_5"].meets(e.m.r_at_5, e.bounds["r_at_5"].levels.get("minimum", 0.0)):
+    if not finds_nothing(e):
         return None
-    if e.m.delta >= DELTA_SEPARATES:
-        return "check_data", (f"R@5 0% with separation delta {e.m.delta:.3f} >= {DELTA_SEPARATES:.2f}, and exact (Flat) search finds nothing either, so the index is not the cause: "
-                              "the predictions separate the eval rows yet land away from every payload chunk; check that training targets come from the payload's encoder (row 1)")
     if e.fails("echo_rate"):
         return "below_baseline", (f"R@5 0%: its top-1 is usually one of its own context chunks ({e.stated('echo_rate')}): it copies its input, "
                                   "which says nothing about what the architecture can learn (row 13)")
@@ -317,11 +347,22 @@ def retrieves_nothing(e: Evidence) -> tuple[str, str] | None:
         missing.append("no training data was given to check (--train-data)")
     if not e.m.trained_epochs:
         missing.append(f"{ROUTE_SUBJECT.get(e.m.route, 'the model')} records no trained epoch")
+    if e.m.training_loss is None:
+        missing.append("no training record shows its loss fell (history.json beside it with two epochs' train_loss): "
+                       "random weights, or a run that never learned, retrieve nothing just the same")
     if missing:
         return "below_baseline", (f"R@5 0% and separation delta {e.m.delta:.3f} < {DELTA_SEPARATES:.2f} with informative output (similarity z {e.m.information_z:.1f}), "
                                   f"but no architecture verdict: {'; '.join(missing)}")
+    first, latest = e.m.training_loss  # type: ignore[misc]  (not None: checked above)
     return "pivot_two_tower", (f"R@5 0% and separation delta {e.m.delta:.3f} < {DELTA_SEPARATES:.2f}, although its output follows its input (similarity z {e.m.information_z:.1f}), "
-                               f"the data checks pass and it trained for {e.m.trained_epochs} epoch(s): the single-tower model does not learn the retrieval geometry; consider a two-tower model")
+                               f"the data checks pass and it trained for {e.m.trained_epochs} epoch(s) with its training loss falling ({first:.4f} -> {latest:.4f}): "
+                               "the single-tower model does not learn the retrieval geometry; consider a two-tower model")
+
+
+def loss_fell(span: tuple[float, float]) -> bool:
+    """The latest recorded training loss is at least LOSS_FELL below the first (relative to its size)."""
+    first, latest = span
+    return latest <= first - LOSS_FELL * abs(first)
 
 
 def _comparison(e: Evidence) -> str:
@@ -371,6 +412,10 @@ TABLE: tuple[Rule, ...] = (
     ("check_model", no_information),
     ("check_index", index),
 )
+BEFORE_RETRIEVAL: tuple[Rule, ...] = (
+    ("check_data", separates_but_finds_nothing),
+    ("check_training", did_not_learn),
+)
 AFTER_RETRIEVAL: tuple[Rule, ...] = (
     ("below_baseline", below_baseline),
     ("train_more", learning),
@@ -383,6 +428,10 @@ def decide(m: GateMetrics, bounds: dict[str, Bound]) -> Decision:
     e = evidence(m, bounds)
     failing = [e.stated(name) for name in e.failing]
     for action, rule in TABLE:
+        reason = rule(e)
+        if reason:
+            return Decision(action, reason, failing)
+    for action, rule in BEFORE_RETRIEVAL:
         reason = rule(e)
         if reason:
             return Decision(action, reason, failing)

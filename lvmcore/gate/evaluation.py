@@ -164,7 +164,8 @@ class GateEvaluation:
         )
 
     def gate_metrics(self, inputs: InputFindings, *, route: str = "checkpoint", provenance_mismatch: str | None = None,
-                     leaked_eval_articles: int | None = None, nonfinite_weights: int | None = None, trained_epochs: int | None = None) -> GateMetrics:
+                     leaked_eval_articles: int | None = None, nonfinite_weights: int | None = None, trained_epochs: int | None = None,
+                     training_loss: tuple[float, float] | None = None) -> GateMetrics:
         """The decision's inputs: this evaluation's figures, the gate's input findings, and what the model records."""
         comparisons = self.comparisons
         raw, excluded = comparisons["raw"], comparisons.get("context_excluded")
@@ -229,4 +230,5 @@ class GateEvaluation:
             provenance_mismatch=provenance_mismatch,
             leaked_eval_articles=leaked_eval_articles,
             trained_epochs=trained_epochs,
+            training_loss=training_loss,
         )

@@ -16,6 +16,7 @@ import numpy as np
 
 from lvmcore.artifacts.checkpoint import CheckpointRecord
 from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.history import TrainingHistory
 from lvmcore.artifacts.payload import Payload
 from lvmcore.plumbing.provenance import disagreements, provenance_table
 
@@ -78,3 +79,18 @@ def record_findings(record: CheckpointRecord, payload: Payload, eval_set: EvalSe
     problems, compared = provenance_mismatches(record.provenance, payload.manifest, payload.content_hash, eval_set.provenance)
     leakage = recorded_leakage(record.training_articles, eval_set.articles) if record.training_articles else None
     return RecordFindings(problems, compared, leakage)
+
+
+def training_loss_span(history: TrainingHistory | None, epoch: int | None) -> tuple[float, float] | None:
+    """(first, latest) recorded training loss up to the model's epoch; None when no record holds two epochs' loss.
+
+    The decision's evidence that the model was trained at all: a checkpoint of random weights that says
+    `epoch: 1`, or a run whose learning rate was zero, retrieves nothing exactly as an architecture that
+    cannot learn does, and only the loss record tells them apart."""
+    if history is None:
+        return None
+    rows = sorted((r.epoch, float(r.train_loss)) for r in history.epochs
+                  if r.train_loss is not None and np.isfinite(r.train_loss) and (epoch is None or r.epoch <= epoch))
+    if len(rows) < 2:
+        return None
+    return rows[0][1], rows[-1][1]

@@ -17,6 +17,7 @@ HEALTHY = GateMetrics(
     eval_context_aligned=1.0, eval_context_cause="", eval_target_aligned=1.0, eval_target_cause="",
     training_target_aligned=1.0, training_context_aligned=1.0, training_cause="", article_overlap=0.0, chunk_overlap=0.0, near_duplicate=0.0,
     eval_rows=421, rows_needed=153, route="checkpoint", provenance_mismatch=None, leaked_eval_articles=None, trained_epochs=4,
+    training_loss=(4.2, 3.1),
 )
 NOTHING_RETRIEVED = {"r_at_5": 0.0, "r_at_1": 0.0, "r_at_5_low": 0.0, "r_at_5_high": 0.009, "ivf_r_at_5": 0.0, "ivf_agreement": None,
                      "beats_low": -0.45, "beats_high": -0.35, "excluded_beats_low": -0.5, "excluded_beats_high": -0.4}
