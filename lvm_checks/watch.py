@@ -59,6 +59,7 @@ import pytest
 from lvmcore.artifacts.run_folder import ROLE_NAMES, candidate, weights_digest
 from lvmcore.errors import ArtifactError
 from lvmcore.files import TEMP_NAME, file_sha256
+from lvmcore.gate.decision import PRIORITY
 from lvmcore.gate.run_report import checkpoint_figures, write_run_report
 
 from .suite import Suite
@@ -138,6 +139,12 @@ def release_freed_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def severity(gated: "Gated") -> tuple[int, int]:
+    """Worst first by exit code, then by decision (check_data before check_model ... before train_more; no decision is worst)."""
+    rank = len(PRIORITY) - PRIORITY.index(gated.action) if gated.action in PRIORITY else (0 if gated.action == "continue" else len(PRIORITY) + 1)
+    return gated.exit_code, rank
 
 
 def scan_order(path: Path) -> tuple[bool, str]:
@@ -420,7 +427,7 @@ class Watcher:
         if not gated:
             self.say(f"no checkpoint was gated in {self.options.run_dir}: nothing is certified (exit {NO_CHECKPOINT_EXIT})")
             return NO_CHECKPOINT_EXIT
-        worst = max(gated, key=lambda g: g.exit_code)
+        worst = max(gated, key=severity)
         if left and worst.exit_code == 0:
             self.say(f"every gated checkpoint continues, but {len(left)} file(s) were never gated: exit 1")
             return 1

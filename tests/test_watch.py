@@ -241,3 +241,16 @@ def test_the_watcher_stops_on_the_name_the_trainer_writes() -> None:
     from train.config import SENTINEL as WRITTEN  # the two programs may not import each other: one test holds them together
 
     assert SENTINEL == WRITTEN
+
+
+def test_the_worst_verdict_is_the_highest_exit_code_then_the_decision_that_comes_first() -> None:
+    from lvm_checks.watch import Gated, severity
+
+    def gated(action: str, code: int) -> Gated:
+        return Gated(Path(f"{action}.pt"), action, code, action, "", None, None)
+
+    runs = [gated("train_more", 1), gated("below_baseline", 1), gated("check_data", 1), gated("continue", 0)]
+    assert max(runs, key=severity).action == "check_data"
+    assert max([gated("train_more", 1), gated("below_baseline", 1)], key=severity).action == "below_baseline"
+    assert max([gated("continue", 0), gated("unknown", 4)], key=severity).action == "unknown"
+    assert max([gated("continue", 0), gated("continue", 0)], key=severity).exit_code == 0
