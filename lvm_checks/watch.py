@@ -45,7 +45,6 @@ import gc
 import importlib
 import io
 import json
-import os
 import shutil
 import sys
 import time

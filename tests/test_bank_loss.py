@@ -10,7 +10,6 @@ mutation run: it spawns processes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,26 +20,13 @@ from hypothesis import strategies as st
 from lvmcore.keys import pack_keys
 from lvmcore.models import PRESETS, build_model
 from lvmcore.training.bank_loss import BankBatch, bank_labels_and_codes, bank_mask, mask_summary, one_tower_bank_step
-from lvmcore.training.loss_common import Gather, local_gather
+from lvmcore.training.loss_common import local_gather
+from helpers.rank_harness import rank_gather
 
 DIM, CONTEXT, BATCH, COLUMNS = 16, 5, 12, 60
 HALVES = (slice(0, BATCH // 2), slice(BATCH // 2, BATCH))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def rank_gather(rank: int, others: list[torch.Tensor | Callable[[], torch.Tensor]]) -> Gather:
-    """Rank `rank`'s `Gather` in a world of two, simulated in one process: call i returns rank 0's rows then
-    rank 1's rows, this rank's being the ones passed in and the other's `others[i]` (a tensor, or a callable
-    that computes one), and this rank's offset."""
-    queue = list(others)
-
-    def gather(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
-        other = queue.pop(0)
-        other = other() if callable(other) else other
-        return torch.cat([rows, other] if rank == 0 else [other, rows]), rank * rows.shape[0]
-
-    return gather
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:

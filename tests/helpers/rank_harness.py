@@ -1,4 +1,5 @@
-"""The DDP test harness (tests' helper): spawn ranks on a free local port with one thread each, and read rank 0's file."""
+"""The DDP test harness (tests' helper): spawn ranks on a free local port with one thread each, and read rank 0's file;
+or simulate two ranks in one process (`rank_gather`), for the loss tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, Callable
 
 import torch
 import torch.multiprocessing as mp
+
+from lvmcore.training.loss_common import Gather
 
 
 def free_port() -> int:
@@ -30,3 +33,17 @@ def spawn_ranks(worker: Callable[..., None], world: int, out: Path, *args: Any) 
         else:
             os.environ["OMP_NUM_THREADS"] = previous
     return torch.load(out, weights_only=True)
+
+
+def rank_gather(rank: int, others: list[torch.Tensor | Callable[[], torch.Tensor]]) -> Gather:
+    """Rank `rank`'s `Gather` in a world of two, simulated in one process: call i returns rank 0's rows then
+    rank 1's rows, this rank's being the ones passed in and the other's `others[i]` (a tensor, or a callable
+    that computes one), and this rank's offset."""
+    queue = list(others)
+
+    def gather(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+        other = queue.pop(0)
+        other = other() if callable(other) else other
+        return torch.cat([rows, other] if rank == 0 else [other, rows]), rank * rows.shape[0]
+
+    return gather
