@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,7 +80,16 @@ def run_train(suite: Suite, argv: list[str]) -> int:
     return int(importlib.import_module(suite.module("train.__main__")).main(argv))
 
 
+def importable_here() -> None:
+    """Modules in the working directory (a `--model-adapter` such as `lvm_adapter:load_predictor`) import as they
+    would under `python -m lvm_checks`; appended, so a file here never shadows an installed package."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
 def main(argv: list[str] | None = None) -> int:
+    importable_here()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage:\n{USAGE}")

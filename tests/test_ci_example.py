@@ -22,8 +22,14 @@ from conftest import REPO
 EXAMPLE = REPO / "examples" / "your-repo"
 
 
+def lvm_checks_command() -> str:
+    """The installed console script, as the workflow runs it (it does not put the working directory first on sys.path)."""
+    script = Path(sys.executable).parent / "lvm-checks"
+    return str(script) if script.is_file() else f"{sys.executable} -m lvm_checks"
+
+
 def run_step(repo: Path, *command: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LVM_CHECKS": f"{sys.executable} -m lvm_checks", "LVM_CHECKS_ARGS": "--model-adapter lvm_adapter:load_predictor --settle 0.3 --poll 0.2",
+    env = {**os.environ, "LVM_CHECKS": lvm_checks_command(), "LVM_CHECKS_ARGS": "--model-adapter lvm_adapter:load_predictor --settle 0.3 --poll 0.2",
            "LVM_WATCH_TIMEOUT": "300", "OMP_NUM_THREADS": "1"}
     return subprocess.run(["bash", "gate_training.sh", "runs/exp", "--", *command], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
 
