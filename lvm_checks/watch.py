@@ -57,7 +57,7 @@ import pytest
 
 from lvmcore.artifacts.run_folder import ROLE_NAMES, candidate, weights_digest
 from lvmcore.errors import ArtifactError
-from lvmcore.files import TEMP_NAME, file_sha256
+from lvmcore.files import TEMP_NAME, file_sha256, write_json_atomic
 from lvmcore.gate.decision import PRIORITY
 from lvmcore.gate.run_report import checkpoint_figures, write_run_report
 
@@ -267,12 +267,10 @@ class Watcher:
             n += 1
         folder.rename(self.gates_dir / f"{subject}@{n}")
         report = self.gates_dir / f"{subject}@{n}" / "report.json"
-        try:
+        with contextlib.suppress(OSError, json.JSONDecodeError):
             content = json.loads(report.read_text(encoding="utf-8"))
             content["subject"] = f"{subject}@{n}"
-            report.write_text(json.dumps(content), encoding="utf-8")
-        except (OSError, json.JSONDecodeError):
-            pass
+            write_json_atomic(report, content)
 
     def session_args(self, path: Path, route: str) -> list[str]:
         extra = [ROUTE_OPTION[route], str(path.resolve()), "--report-dir", str(self.options.report_dir.resolve()),
@@ -305,6 +303,9 @@ class Watcher:
         with log.open("w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
             exit_code = int(pytest.main(self.session_args(path, route), plugins=[self.store]))
         release_freed_memory()
+        if exit_code == pytest.ExitCode.INTERRUPTED:  # pytest catches Ctrl-C itself: the watch stops, this gate counts for nothing
+            shutil.rmtree(self.gates_dir / subject, ignore_errors=True)
+            raise KeyboardInterrupt
         after = stat_of(path)
         if after != before:
             self.say(f"  {path.name} changed while it was gated: its report is dropped and it is gated again once complete")

@@ -254,3 +254,19 @@ def test_the_worst_verdict_is_the_highest_exit_code_then_the_decision_that_comes
     assert max([gated("train_more", 1), gated("below_baseline", 1)], key=severity).action == "below_baseline"
     assert max([gated("continue", 0), gated("unknown", 4)], key=severity).action == "unknown"
     assert max([gated("continue", 0), gated("continue", 0)], key=severity).exit_code == 0
+
+
+def test_ctrl_c_during_a_gate_stops_the_watch_and_keeps_no_half_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest swallows Ctrl-C and returns INTERRUPTED: the watcher must stop on it, not watch on."""
+    import lvm_checks.watch as watch
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model_state": {"w": torch.zeros(3)}, "epoch": 1}, out / "epoch_001.pt")
+    monkeypatch.setattr(watch.pytest, "main", lambda *a, **k: pytest.ExitCode.INTERRUPTED)
+    watcher = Watcher(WatchOptions(run_dir=out, report_dir=out / "reports", settle_s=0.0, poll_s=0.05, timeout_s=30), locate(), out=io.StringIO())
+    watcher.preflight = lambda: None  # type: ignore[method-assign]  (the stubbed pytest.main has nothing to refuse)
+    began = time.monotonic()
+    code = watcher.run()
+    assert time.monotonic() - began < 10 and "interrupted: stopping" in watcher.out.getvalue()
+    assert code == NO_CHECKPOINT_EXIT and watcher.history == [] and not (out / "reports" / "gates" / "epoch_001").exists()
