@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from lvmcore.errors import ArtifactError
-from lvmcore.gate.run_report import write_run_report
+from lvmcore.gate.run_report import main as run_report_main
 
 from .suite import Suite, locate
 from .watch import SENTINEL, Watcher, watch_options
@@ -64,14 +62,7 @@ def run_report(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     path = Path(args.path)
     directory = path / "reports" / "gates" if (path / "reports" / "gates").is_dir() else path
-    try:
-        written = write_run_report(directory)
-    except ArtifactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.loads((written.parent / "run.json").read_text(encoding="utf-8"))["sentence"])
-    print(f"run report: {written}")
-    return 0
+    return run_report_main([str(directory)])
 
 
 def run_train(suite: Suite, argv: list[str]) -> int:

@@ -55,10 +55,11 @@ from typing import Any, Callable, TextIO
 
 import pytest
 
-from lvmcore.artifacts.run_folder import ROLE_NAMES, candidate, weights_digest
+from lvmcore.artifacts.run_folder import ROLE_NAMES, SUFFIXES, candidate, weights_digest
 from lvmcore.errors import ArtifactError
 from lvmcore.files import TEMP_NAME, file_sha256, write_json_atomic
 from lvmcore.gate.decision import PRIORITY
+from lvmcore.gate.routes import ROUTE_OPTION
 from lvmcore.gate.run_report import checkpoint_figures, write_run_report
 
 from .suite import Suite
@@ -66,13 +67,6 @@ from .suite import Suite
 SENTINEL = "TRAINING_DONE"  # the trainer writes it when it ends (train/__main__.py)
 TEMP_ENDINGS = (".tmp", ".part", ".partial", ".incomplete", ".crdownload", "~", ".swp", ".lock")
 ZIP_SUFFIXES = (".pt", ".pth", ".ckpt", ".pt2", ".ts", ".npz")
-ROUTE_SUFFIXES = {
-    "checkpoint": (".pt",),
-    "adapter": (".pt", ".pth", ".ckpt", ".bin"),
-    "model_file": (".pt2", ".ts"),
-    "predictions": (".npz",),
-}
-ROUTE_OPTION = {"checkpoint": "--checkpoint", "adapter": "--checkpoint", "model_file": "--model-file", "predictions": "--predictions"}
 NO_CHECKPOINT_EXIT = 5  # pytest's "no tests collected": a watcher that gated nothing has certified nothing
 
 
@@ -82,16 +76,14 @@ def is_temporary(path: Path) -> bool:
 
 
 def route_of(path: Path, adapter: str | None) -> str | None:
-    """The route a file arrives by, from its suffix (None: not a model file)."""
+    """The route a file arrives by, from its suffix and the run-folder rule's `SUFFIXES` (None: not a model file).
+
+    A `.pt` is a checkpoint (ours, or another codebase's with an adapter), never an exported program: a
+    folder of exported programs is watched with `.pt2` or `.ts` files."""
     suffix = path.suffix.lower()
-    if suffix in ROUTE_SUFFIXES["model_file"]:
-        return "model_file"
-    if suffix in ROUTE_SUFFIXES["predictions"]:
-        return "predictions"
-    if adapter and suffix in ROUTE_SUFFIXES["adapter"]:
-        return "adapter"
-    if suffix in ROUTE_SUFFIXES["checkpoint"]:
-        return "checkpoint"
+    for route in ("adapter" if adapter else "checkpoint", "predictions", "model_file"):
+        if suffix in SUFFIXES[route]:
+            return route
     return None
 
 
@@ -225,7 +217,7 @@ class Watcher:
             if is_temporary(path) or path.name == self.options.sentinel:
                 continue
             if route_of(path, self.options.adapter) is None:
-                if path.suffix.lower() in ROUTE_SUFFIXES["adapter"] and path not in self.ignored:
+                if path.suffix.lower() in SUFFIXES["adapter"] and path not in self.ignored:
                     self.ignored.add(path)
                     self.say(f"  ignoring {path.name}: a {path.suffix} file is gated only with --model-adapter")
                 continue
@@ -396,19 +388,8 @@ class Watcher:
         lines = [line.strip() for line in text.getvalue().splitlines() if "error" in line.lower() and "usage:" not in line.lower()]
         return "error: the gate options are refused: " + (" ".join(lines[-2:]).replace("pytest.main(): ", "") or f"pytest exit {code}")
 
-    def pending(self) -> bool:
-        """A model file not yet gated in its present state (still settling): the sentinel waits for it."""
-        for path in self.entries():
-            if is_temporary(path) or route_of(path, self.options.adapter) is None:
-                continue
-            done = self.gated.get(path)
-            stat = stat_of(path)
-            if stat is not None and stat[0] > 0 and (done is None or done.stat != stat) and looks_complete(path):
-                return True
-        return False
-
-    def never_complete(self) -> list[Path]:
-        """Model files in RUN_DIR at the end that were never gated in their present state (cut off, or still settling)."""
+    def ungated(self) -> list[Path]:
+        """Model files in RUN_DIR not gated in their present state (new, still settling, or cut off)."""
         left = []
         for path in self.entries():
             if is_temporary(path) or route_of(path, self.options.adapter) is None:
@@ -418,9 +399,13 @@ class Watcher:
                 left.append(path)
         return left
 
+    def pending(self) -> bool:
+        """A complete, non-empty model file not yet gated (still settling): the sentinel waits for it."""
+        return any((stat_of(p) or (0, 0))[0] > 0 and looks_complete(p) for p in self.ungated())
+
     def finish(self) -> int:
-        gated = [g for g in self.history]
-        left = self.never_complete()
+        gated = self.history
+        left = self.ungated()
         for path in left:
             why = "it does not open as a whole zip (cut off mid-write?)" if not looks_complete(path) else "it was still changing"
             self.say(f"  NOT gated: {path.name}: {why}")

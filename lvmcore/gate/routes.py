@@ -36,6 +36,7 @@ from lvmcore.gate.predict import batched, nonfinite_parameters, predictor
 from lvmcore.vectors import l2_normalize
 
 ROUTES = ("checkpoint", "adapter", "model_file", "predictions")
+ROUTE_OPTION = {"checkpoint": "--checkpoint", "adapter": "--checkpoint", "model_file": "--model-file", "predictions": "--predictions"}  # the option that names a route's file
 BATCH = 1024
 
 
