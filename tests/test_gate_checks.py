@@ -62,6 +62,19 @@ class SwitchedRotation(nn.Module):
         return nn.functional.normalize(out, dim=-1)
 
 
+class AwayFromTheTruth(nn.Module):
+    """The true function, negated: output that follows its input exactly, yet points away from every truth."""
+
+    tower_count = 1
+
+    def __init__(self, r1: torch.Tensor, r2: torch.Tensor) -> None:
+        super().__init__()
+        self.truth = SwitchedRotation(r1, r2)
+
+    def forward(self, contexts: torch.Tensor) -> torch.Tensor:
+        return -self.truth(contexts)  # (B, D)
+
+
 class CopyLast(nn.Module):
     tower_count = 1
 
@@ -74,6 +87,8 @@ def build_test_model(config: dict, state: dict) -> nn.Module:
         return SwitchedRotation(state["r1"], state["r2"])
     if config["model"] == "copy_last":
         return CopyLast()
+    if config["model"] == "away_from_the_truth":
+        return AwayFromTheTruth(state["r1"], state["r2"])
     raise ValueError(f"unknown test model {config['model']!r}")
 
 
@@ -126,12 +141,12 @@ def write_random_preset(path: Path, negatives: int, epoch: int = 1, **recorded) 
     })
 
 
-def write_flat_loss_history(directory: Path, negatives: int) -> None:
-    """Two epochs whose training loss stayed where it started: a run that never learned (a zero learning rate, a detached loss)."""
+def write_two_epoch_history(directory: Path, negatives: int, train_losses: tuple[float, float]) -> None:
+    """Two epochs with these training losses: flat, a run that never learned (a zero learning rate, a detached loss); falling, one that did."""
     rows = []
-    for epoch in (1, 2):
+    for epoch, train_loss in zip((1, 2), train_losses):
         trace = [[s, lr_at(s, TRAIN_CONFIG)] for s in range(10 * (epoch - 1), 10 * epoch)]
-        rows.append({"epoch": epoch, "step_end": 10 * epoch, "train_loss": 3.466, "val_loss": 3.47, "val_cosine": 0.1, "val_r_at_1": 0.0, "val_r_at_5": 0.0,
+        rows.append({"epoch": epoch, "step_end": 10 * epoch, "train_loss": train_loss, "val_loss": 3.47, "val_cosine": 0.1, "val_r_at_1": 0.0, "val_r_at_5": 0.0,
                      "lr_start": trace[0][1], "lr_end": trace[-1][1], "lr_trace": trace, "seconds": 1.0, "samples_per_s": 100.0,
                      "negatives_per_positive": negatives, "checkpoint": f"epoch_{epoch:03d}.pt"})
     (directory / "history.json").write_text(json.dumps({"format": "lvm-history/1", "config": TRAIN_CONFIG, "epochs": rows}))
@@ -176,7 +191,10 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # untrained/ holds random weights that say epoch 2, beside a history whose loss never fell
     (root / "untrained").mkdir()
     write_random_preset(root / "untrained" / "epoch_002.pt", negatives=31, epoch=2, **trained_on)
-    write_flat_loss_history(root / "untrained", negatives=31)
+    write_two_epoch_history(root / "untrained", negatives=31, train_losses=(3.466, 3.466))
+    # away/ holds a model that trained (its loss fell) into output that follows its input but points away from every truth
+    write_checkpoint(root / "away" / "epoch_002.pt", "away_from_the_truth", rotations, epoch=2, step=20, **trained_on)
+    write_two_epoch_history(root / "away", negatives=31, train_losses=(3.466, 2.9))
     return {"root": root, "good": write_checkpoint(root / "good" / "epoch_001.pt", "switched_rotation", rotations, **trained_on), "bad": root / "bad"}
 
 
@@ -249,6 +267,17 @@ def test_a_run_whose_loss_never_fell_is_a_training_problem_not_an_architecture_v
     assert decision["action"] == "check_training", (decision, result.stdout.str()[-3000:])
     assert "training loss did not fall (3.4660 at the first recorded epoch, 3.4660 at this one" in decision["reason"] and "pivot" not in decision["reason"]
     assert "did not learn" in decision["reason"]
+    assert result.ret == 1
+
+
+def test_the_architecture_verdict_needs_a_trained_informative_model_that_retrieves_nothing(pytester, monkeypatch, bank) -> None:
+    """pivot_two_tower, the only architecture advice, on the model that earns it: its data checked, its loss fell over two
+    epochs, its output follows its input (z far past its level), yet R@5 is 0 and it does not separate its targets."""
+    result, reports = run_gate(pytester, monkeypatch, bank, bank["root"] / "away" / "epoch_002.pt")
+    decision = reports["epoch_002"]["decision"]
+    assert decision["action"] == "pivot_two_tower", (decision, result.stdout.str()[-3000:])
+    assert "R@5 0%" in decision["reason"] and "training loss falling (3.4660 -> 2.9000)" in decision["reason"]
+    assert "consider a two-tower model" in decision["reason"]
     assert result.ret == 1
 
 
