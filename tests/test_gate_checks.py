@@ -228,6 +228,7 @@ def test_good_model_passes_every_gate(pytester, monkeypatch, bank) -> None:
     report = reports["epoch_001"]
     assert set(statuses(report).values()) == {"pass"}, statuses(report)
     assert report["decision"]["action"] == "continue", report["decision"]
+    assert report["decision"]["reason"].startswith("every gate figure passes at the strong level") and result.ret == 0
     report_dir = pytester.path / "reports" / "t" / "epoch_001"
     assert (report_dir / "report.md").is_file() and (report_dir / "offset_sweep.png").is_file() and (report_dir / "training_curves.png").is_file()
     # what the benchmark reads to time the gate against the floor of its own exact pass
@@ -294,6 +295,8 @@ def test_too_few_probed_lists_is_reported_as_an_index_problem(pytester, monkeypa
     assert failed_checks(report) == {"ivf_exact_agreement"}, (failed_checks(report), out[-3000:])
     assert "index problem, not a model problem" in out
     assert report["decision"]["action"] == "check_index", report["decision"]
+    assert "IVF finds" in report["decision"]["reason"] and "raise nprobe or rebuild the index" in report["decision"]["reason"]
+    assert result.ret == 1
 
 
 def test_run_directory_expands_to_epoch_files_without_duplicate_last_and_best(tmp_path) -> None:
