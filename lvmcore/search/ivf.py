@@ -101,9 +101,14 @@ def cached_ivf_problem(index: faiss.Index, vectors: np.ndarray, build: IVFBuild)
 
 
 def read_cached_ivf(path: Path, vectors: np.ndarray, build: IVFBuild) -> tuple[faiss.IndexIVFFlat | None, str]:
-    """The cached index, or (None, why it cannot be used): unreadable, truncated, or not what its name says."""
+    """The cached index, or (None, why it cannot be used): unreadable, truncated, or not what its name says.
+
+    Read through a memory map (faiss.IO_FLAG_MMAP): the lists stay in the OS page cache instead of a
+    1.8 GiB private copy per process at seed scale, opening costs milliseconds instead of seconds, and
+    a later atomic replacement of the file leaves this mapping on the old, unchanged file.
+    """
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
     except (RuntimeError, MemoryError) as exc:
         return None, f"cannot be read as a FAISS index ({faiss_reason(exc)})"
     problem = cached_ivf_problem(index, vectors, build)
