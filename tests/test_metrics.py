@@ -7,12 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench import make_seed_bank
 from lvmcore.gate import baselines
-from lvmcore.artifacts.evalset import EvalSet
+from lvmcore.artifacts.evalset import EvalSet, load_eval_set
 from lvmcore.gate.evaluate import evaluate
 from lvmcore.gate.inputs import measure_inputs
 from lvmcore.plumbing.key_recovery import ContextKeys
 from lvmcore.search.exact import exact_search
+from lvmcore.sampling import sample_rows
+from lvmcore.vectors import cosine_rows
 from lvmcore.search.ivf import IVFBuild, build_ivf
 from lvmcore.gate.metrics import (
     Retrieval,
@@ -30,8 +33,8 @@ from lvmcore.gate.metrics import (
     retrieval_figures,
     separation,
 )
-from lvmcore.artifacts.payload import Payload
-from lvmcore.artifacts.training_data import windows_from_payload
+from lvmcore.artifacts.payload import Payload, load_payload
+from lvmcore.artifacts.training_data import load_training_data, windows_from_payload
 from lvmcore.artifacts.windows import build_windows
 
 
@@ -194,6 +197,143 @@ def test_baselines_read_contexts_only() -> None:
     contexts = np.random.default_rng(7).normal(size=(4, 3, 8)).astype(np.float32)
     np.testing.assert_allclose(baselines.copy_last(contexts), l2_normalize(contexts[:, -1]))
     np.testing.assert_allclose(baselines.mean_of_context(contexts), l2_normalize(contexts.mean(1)), atol=1e-6)
+
+
+# The ridge's fast path (float32 Gram products summed in float64, Cholesky solves) against plain float64
+# least squares. Float32 products perturb X^T X by about eps32 * |X^T X| (eps32 = 1.2e-7); the ridge damps
+# every direction by at least alpha * mean(diag X^T X), so a weight can move by about eps32 / alpha of the
+# largest (measured: at most 2.5 eps32 / alpha over 3,000 random problems like the property test's), mostly
+# along directions the rows never visit, which predictions do not see (measured: at most 5e-6 relative).
+EPS32 = float(np.finfo(np.float32).eps)
+WEIGHT_TOLERANCE = 50 * EPS32  # max |W - W_ref| <= WEIGHT_TOLERANCE / alpha * max |W_ref|
+PREDICTION_TOLERANCE = 1e-4  # |P - P_ref| / |P_ref|, predictions before normalization, Frobenius
+
+
+def ridge_float64(flat: np.ndarray, targets: np.ndarray, alpha: float) -> np.ndarray:
+    """(F + 1, D) float64: argmin |[X, 1] W - Y|^2 + lam |W[:F]|^2, lam = alpha * mean(diag X^T X), by lstsq.
+
+    Written as least squares on rows [X, 1; sqrt(lam) I, 0] against [Y; 0], not as normal
+    equations, so that it shares no step with `baselines._gram` / `_solve`.
+    """
+    x = flat.astype(np.float64)  # (N, F)
+    n, features = x.shape
+    lam = alpha * float(np.sum(x * x)) / features
+    design = np.vstack([np.hstack([x, np.ones((n, 1))]), np.hstack([np.sqrt(lam) * np.eye(features), np.zeros((features, 1))])])  # (N + F, F + 1)
+    answers = np.vstack([targets.astype(np.float64), np.zeros((features, targets.shape[1]))])  # (N + F, D)
+    return np.linalg.lstsq(design, answers, rcond=None)[0]
+
+
+def ridge_float64_selected(batch_of, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """The documented rule in float64: alpha by mean cosine on the last tenth of `rows`, then a refit on all rows."""
+    contexts, targets = batch_of(rows)
+    flat = contexts.reshape(len(rows), -1)  # (N, F)
+    cut = len(rows) - len(rows) // 10
+    design_hold = np.hstack([flat[cut:], np.ones((len(rows) - cut, 1))]).astype(np.float64)  # (H, F + 1)
+
+    def held_out_cosine(alpha: float) -> float:
+        return float(cosine_rows(design_hold @ ridge_float64(flat[:cut], targets[:cut], alpha), targets[cut:]).mean())
+
+    alpha = max(baselines.RIDGE_ALPHAS, key=held_out_cosine)  # the first of equals, as fit_ridge's strict ">"
+    return ridge_float64(flat, targets, alpha), alpha
+
+
+def prediction_error(weights: np.ndarray, reference: np.ndarray, flat: np.ndarray) -> float:
+    design = np.hstack([flat, np.ones((len(flat), 1))]).astype(np.float64)  # (N, F + 1)
+    return float(np.linalg.norm(design @ (weights.astype(np.float64) - reference)) / np.linalg.norm(design @ reference))
+
+
+def weight_error(weights: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.abs(weights.astype(np.float64) - reference).max() / np.abs(reference).max())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.integers(2, 60),
+    context=st.integers(1, 3),
+    dim=st.integers(1, 5),
+    column=st.sampled_from(["free", "constant", "duplicate"]),
+    offset=st.sampled_from([0.0, 5.0]),
+    alpha=st.sampled_from(baselines.RIDGE_ALPHAS),
+    batch_size=st.integers(1, 16),
+    seed=st.integers(0, 2**16),
+)
+def test_ridge_fast_path_matches_float64_least_squares(rows, context, dim, column, offset, alpha, batch_size, seed) -> None:
+    """One alpha, so the held-out tenth (from 20 rows on) only checks, and the final fit is on every row."""
+    rng = np.random.default_rng(seed)
+    flat = (rng.normal(size=(rows, context * dim)) + offset).astype(np.float32)  # (N, F)
+    if column == "constant":  # the bias and this column compete for the mean; only the column is shrunk
+        flat[:, 0] = 0.7
+    if column == "duplicate":  # rank deficient: two equal columns share their weight
+        flat[:, -1] = flat[:, 0]
+    targets = (flat @ rng.normal(size=(context * dim, dim)) + 0.1 * rng.normal(size=(rows, dim)) + offset).astype(np.float32)  # (N, D)
+    contexts = flat.reshape(rows, context, dim)  # (N, C, D)
+    fast = baselines.fit_ridge(lambda r: (contexts[r], targets[r]), np.arange(rows), batch_size=batch_size, alphas=(alpha,))
+    reference = ridge_float64(flat, targets, alpha)
+    predictions, weights = prediction_error(fast.weights, reference, flat), weight_error(fast.weights, reference)
+    assert predictions < PREDICTION_TOLERANCE, f"ridge predictions differ from float64 least squares by {predictions:.2e} (tolerance {PREDICTION_TOLERANCE:.0e}): the bias shrunk, or rows missing from the final fit?"
+    assert weights < WEIGHT_TOLERANCE / alpha, f"ridge weights differ from float64 least squares by {weights:.2e} of the largest (tolerance {WEIGHT_TOLERANCE / alpha:.1e} at alpha {alpha})"
+
+
+def test_ridge_keeps_float64_precision_when_features_share_a_mean() -> None:
+    """Features sharing a mean five times their spread (embeddings share one), at alpha 1e-4.
+
+    Full-rank features, 16 rows per feature: the centered problem is well conditioned (cond about 3),
+    so the fast path's weights stay within 1e-4 of float64 least squares (measured 8.5e-6). Float32
+    products of unshifted rows miss by 2.2e-3, and a float32 solve of the uncentered system by 9.4e-3.
+    """
+    rng = np.random.default_rng(0)
+    rows, dim = 4096, 64
+    flat = (rng.normal(size=(rows, 4 * dim)) + 5.0).astype(np.float32)  # (N, F)
+    targets = (flat @ rng.normal(size=(4 * dim, dim)) / 16 + 0.1 * rng.normal(size=(rows, dim))).astype(np.float32)  # (N, D)
+    contexts = flat.reshape(rows, 4, dim)  # (N, C, D)
+    fast = baselines.fit_ridge(lambda r: (contexts[r], targets[r]), np.arange(rows), batch_size=1024, alphas=(1e-4,))
+    weights = weight_error(fast.weights, ridge_float64(flat, targets, 1e-4))
+    assert weights < 1e-4, f"ridge weights differ from float64 least squares by {weights:.2e} of the largest (tolerance 1e-4): float32 products of unshifted rows, or a float32 solve?"
+
+
+def test_ridge_without_scipy_solves_by_lu_to_the_same_weights(monkeypatch) -> None:
+    """scipy is a test dependency only: without it `_solve` falls back to LU on the same float64 system."""
+    rng = np.random.default_rng(1)
+    contexts = rng.normal(size=(300, 3, 8)).astype(np.float32)  # (N, C, D)
+    targets = (contexts[:, -1] + 0.1 * rng.normal(size=(300, 8))).astype(np.float32)  # (N, D)
+    cholesky = baselines.fit_ridge(lambda r: (contexts[r], targets[r]), np.arange(300), batch_size=64)
+    monkeypatch.setattr(baselines, "cho_factor", None)
+    lu = baselines.fit_ridge(lambda r: (contexts[r], targets[r]), np.arange(300), batch_size=64)
+    assert lu.alpha == cholesky.alpha
+    np.testing.assert_allclose(lu.weights, cholesky.weights, rtol=1e-5, atol=1e-6 * np.abs(cholesky.weights).max())
+
+
+SEED_ROWS, SEED_DIM = 16_000, 128  # the seed bank's walks span 64 of the 128 dims: X^T X is rank deficient, as at full size
+
+
+@pytest.fixture(scope="module")
+def seed_bank(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("seed")
+    make_seed_bank.main(["--out", str(out), "--rows", str(SEED_ROWS), "--dim", str(SEED_DIM), "--eval-rows", "300", "--seed", "3"])
+    payload = load_payload(out / "payload")
+    return load_training_data(out / "train.json", payload), load_eval_set(out / "eval.npz", expected_dim=payload.dim)
+
+
+def test_ridge_fast_path_picks_the_float64_alpha_and_predictions_on_a_seed_bank(seed_bank) -> None:
+    """The whole rule (alpha on the held-out tenth, refit on all rows) against float64 least squares.
+
+    Alpha 0.1 wins here by 0.0013 mean held-out cosine over the next (0.01), far above what float32
+    products move (about 1e-7), so the same alpha is a fair demand. Eval predictions' cosine to the
+    reference, measured 1 - 3e-13 (storing the reference's weights in float32, as RidgeBaseline does,
+    alone gives 1 - 5e-14); 1 - 1e-6 leaves room for other BLAS kernels and still fails a refit
+    without the held-out rows (0.982).
+    """
+    training, eval_set = seed_bank
+    rows = sample_rows(training.count, 8_000, 0)
+    fast = baselines.fit_ridge(training.batch, rows, batch_size=2048)
+    reference, alpha = ridge_float64_selected(training.batch, rows)
+    assert fast.alpha == alpha, f"the fast ridge chose alpha {fast.alpha}, float64 least squares {alpha}"
+    flat = eval_set.contexts.reshape(eval_set.count, -1)  # (M, F): windows of documents the ridge never saw
+    expected = np.hstack([flat, np.ones((len(flat), 1))]).astype(np.float64) @ reference  # (M, D)
+    cosine = float(cosine_rows(fast(eval_set.contexts), expected).min())  # in float64: a float32 cosine rounds by 1e-7
+    assert cosine > 1 - 1e-6, f"an eval prediction of the fast ridge has cosine {cosine:.9f} to float64 least squares (needs > 1 - 1e-6)"
+    weights = weight_error(fast.weights, reference)
+    assert weights < WEIGHT_TOLERANCE / alpha, f"ridge weights differ from float64 least squares by {weights:.2e} of the largest (tolerance {WEIGHT_TOLERANCE / alpha:.1e})"
 
 
 # --------------------------------------------------------------------------- the whole evaluation with numpy "models"
