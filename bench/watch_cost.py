@@ -183,6 +183,9 @@ def speed(args: argparse.Namespace) -> int:
           f"{' + '.join(f'{q:,}' for _, q, _ in rows)}) queries {run_floor:.1f} s; ratio {ratio:.2f}, target <= {TARGET_RUN}x: "
           f"{'met' if ratio <= TARGET_RUN else 'NOT met'}.")
     print(f"hits on the warm store: {watcher.store.hits}")
+    from lvmcore.search import screened
+
+    print(f"exact search's bfloat16 screen ({screened.SWITCH}={os.environ.get(screened.SWITCH, 'auto')}): probe says it pays: {screened.bf16_pays()}")
     return 0
 
 
