@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-try:  # the Cholesky solve; scipy is a test dependency, not a runtime one (pyproject.toml), so LU stands in without it
+try:  # the Cholesky solve (scipy is a dependency; LU stands in if an environment lacks it)
     from scipy.linalg import cho_factor, cho_solve
 except ImportError:  # pragma: no cover (the LU branch is tested by setting cho_factor to None)
     cho_factor = cho_solve = None
