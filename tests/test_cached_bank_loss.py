@@ -10,60 +10,23 @@ average), must equal the one-process step over the concatenated batch.
 from __future__ import annotations
 
 
-import numpy as np
 import pytest
 import torch
 
-from lvmcore.keys import pack_keys
-from lvmcore.models import PRESETS, build_model
-from lvmcore.training.bank_loss import BankBatch
 from lvmcore.training.cached_bank_loss import two_tower_bank_step
+from helpers.loss_batches import gradients, make_bank_batch, rank_bank, two_tower_model
 from helpers.rank_harness import rank_gather
 
-DIM, CONTEXT, BATCH, COLUMNS = 16, 5, 12, 60
+BATCH, COLUMNS = 12, 60
 HALVES = (slice(0, BATCH // 2), slice(BATCH // 2, BATCH))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(PRESETS["two-tower"](dim=DIM)).eval()
-    with torch.no_grad():
-        model.payload_tower.proj.weight.normal_(std=0.05)  # off the identity, so the tower's gradient matters
-    return model
-
-
-def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
-def make_bank_batch(count: int, columns: int, seed: int = 0, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor, BankBatch]:
-    """contexts (B, C, D), targets (B, D) and a full (or sampled) bank where each context holds C bank chunks."""
-    generator = torch.Generator().manual_seed(seed)
-    bank = torch.nn.functional.normalize(torch.randn(columns, DIM, generator=generator), dim=-1)  # (K, D)
-    codes = torch.from_numpy(pack_keys(np.array([(seed, c) for c in range(columns)])))  # (K,) unique keys
-    rows = torch.randperm(columns - CONTEXT, generator=generator)[:count]  # window i reads columns rows[i]..+C-1, target +C
-    context_columns = rows[:, None] + torch.arange(CONTEXT)  # (B, C)
-    positives = rows + CONTEXT  # (B,)
-    contexts, targets = bank[context_columns], bank[positives]  # (B, C, D), (B, D)
-    if sampled:
-        keep = torch.ones(columns, dtype=torch.bool)
-        keep[positives] = False  # the step's targets are columns already
-        return contexts, targets, BankBatch(bank[keep], codes[keep], codes[context_columns], codes[positives])
-    return contexts, targets, BankBatch(bank, codes, codes[context_columns], codes[positives], positive_columns=positives)
-
-
-def rank_bank(bank: BankBatch, own: slice) -> BankBatch:
-    """One rank's share of the windows; the bank rows are the same on every rank."""
-    positives = None if bank.sampled else bank.positive_columns[own]
-    return BankBatch(bank.vectors, bank.codes, bank.context_codes[own], bank.target_codes[own], positives)
-
-
 @pytest.mark.parametrize("sampled", [False, True])
 def test_two_simulated_ranks_equal_one_process_over_the_doubled_batch(sampled: bool) -> None:
     """Micro-batches of 2 rows: three blocks per rank, each backpropagating through the gathered rows' graph."""
-    model = make_model()
+    model = two_tower_model()
     contexts, targets, bank = make_bank_batch(BATCH, COLUMNS, seed=6, sampled=sampled)
     model.zero_grad()
     single = two_tower_bank_step(model, contexts, targets, bank, micro_batch_size=2, temperature=0.05)
@@ -90,7 +53,7 @@ def test_two_simulated_ranks_equal_one_process_over_the_doubled_batch(sampled: b
 def test_the_step_builds_its_mask_and_labels_on_the_codes_device_not_the_default_one(sampled: bool) -> None:
     """With a default device other than the inputs' (here 'meta'; on a GPU run, cuda vs cpu), a mask or label
     tensor made on the default device cannot meet the columns; the step must place them beside the codes."""
-    model = make_model()
+    model = two_tower_model()
     contexts, targets, bank = make_bank_batch(8, 40, seed=3, sampled=sampled)
     expected = two_tower_bank_step(model, contexts, targets, bank, micro_batch_size=3)
     with torch.device("meta"):

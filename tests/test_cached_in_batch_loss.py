@@ -13,39 +13,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmcore.models import PRESETS, build_model
 from lvmcore.training.cached_in_batch_loss import two_tower_step
+from helpers.loss_batches import DIM, gradients, make_batch, two_tower_model
 from helpers.rank_harness import rank_gather
 
-DIM, CONTEXT, BATCH = 16, 5, 12
+BATCH = 12
 HALVES = (slice(0, BATCH // 2), slice(BATCH // 2, BATCH))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_batch(count: int, hard: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    generator = torch.Generator().manual_seed(seed)
-    contexts = torch.nn.functional.normalize(torch.randn(count, CONTEXT, DIM, generator=generator), dim=-1)  # (B, C, D)
-    targets = torch.nn.functional.normalize(torch.randn(count, DIM, generator=generator), dim=-1)  # (B, D)
-    negatives = torch.nn.functional.normalize(torch.randn(count, hard, DIM, generator=generator), dim=-1) if hard else None  # (B, k, D)
-    return contexts, targets, negatives
-
-
-def make_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_model(PRESETS["two-tower"](dim=DIM)).eval()
-    with torch.no_grad():
-        model.payload_tower.proj.weight.normal_(std=0.05)  # off the identity, so the tower's gradient matters
-    return model
-
-
-def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("hard", [0, 2])
 def test_two_simulated_ranks_equal_one_process_over_the_doubled_batch(hard: int) -> None:
-    model = make_model()
+    model = two_tower_model()
     contexts, targets, negatives = make_batch(BATCH, hard)
     model.zero_grad()
     single = two_tower_step(model, contexts, targets, micro_batch_size=4, hard_negatives=negatives, temperature=0.1)
@@ -73,7 +53,7 @@ def test_two_simulated_ranks_equal_one_process_over_the_doubled_batch(hard: int)
 def test_the_step_builds_its_labels_on_the_columns_device_not_the_default_one() -> None:
     """With a default device other than the inputs' (here 'meta'; on a GPU run, cuda vs cpu), a label tensor made
     on the default device cannot index the columns; the step must place it beside them."""
-    model = make_model()
+    model = two_tower_model()
     contexts, targets, negatives = make_batch(6, 1, seed=3)
     expected = two_tower_step(model, contexts, targets, micro_batch_size=4, hard_negatives=negatives)
     with torch.device("meta"):

@@ -15,37 +15,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmcore.models import PRESETS, build_model
 from lvmcore.training.in_batch_loss import info_nce, one_tower_step, target_columns
 from lvmcore.training.loss_common import local_gather
+from helpers.loss_batches import CONTEXT, DIM, gradients, make_batch, one_tower_model
 from helpers.rank_harness import rank_gather
 
-DIM, CONTEXT, BATCH = 16, 5, 12
+BATCH = 12
 HALVES = (slice(0, BATCH // 2), slice(BATCH // 2, BATCH))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_batch(count: int, hard: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    generator = torch.Generator().manual_seed(seed)
-    contexts = torch.nn.functional.normalize(torch.randn(count, CONTEXT, DIM, generator=generator), dim=-1)  # (B, C, D)
-    targets = torch.nn.functional.normalize(torch.randn(count, DIM, generator=generator), dim=-1)  # (B, D)
-    negatives = torch.nn.functional.normalize(torch.randn(count, hard, DIM, generator=generator), dim=-1) if hard else None  # (B, k, D)
-    return contexts, targets, negatives
-
-
-def make_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return build_model(PRESETS["mamba-xs"](dim=DIM)).eval()
-
-
-def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("hard", [0, 2])
 def test_two_simulated_ranks_equal_one_process_over_the_doubled_batch(hard: int) -> None:
-    model = make_model()
+    model = one_tower_model()
     contexts, targets, negatives = make_batch(BATCH, hard)
     model.zero_grad()
     single = one_tower_step(model, contexts, targets, micro_batch_size=4, hard_negatives=negatives, temperature=0.1)
@@ -100,7 +83,7 @@ def test_target_columns_are_every_ranks_targets_then_every_ranks_hard_negatives(
 def test_the_step_builds_its_labels_on_the_columns_device_not_the_default_one() -> None:
     """With a default device other than the inputs' (here 'meta'; on a GPU run, cuda vs cpu), a label tensor made
     on the default device cannot index the columns; the step must place it beside them."""
-    model = make_model()
+    model = one_tower_model()
     contexts, targets, negatives = make_batch(6, 1, seed=3)
     expected = one_tower_step(model, contexts, targets, micro_batch_size=4, hard_negatives=negatives)
     with torch.device("meta"):

@@ -21,29 +21,16 @@ from lvmcore.training.in_batch_loss import info_nce, one_tower_step
 from lvmcore.training.loss import training_step
 from lvmcore.training.negatives import expected_negatives_per_positive, sample_bank_rows
 from lvmcore.models import PRESETS, build_model
+from helpers.loss_batches import CONTEXT, DIM, gradients, make_bank_batch, make_batch
 from helpers.rank_harness import spawn_ranks
-
-DIM, CONTEXT = 16, 5
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def make_batch(count: int, seed: int = 0, hard: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    generator = torch.Generator().manual_seed(seed)
-    contexts = torch.nn.functional.normalize(torch.randn(count, CONTEXT, DIM, generator=generator), dim=-1)  # (B, C, D)
-    targets = torch.nn.functional.normalize(torch.randn(count, DIM, generator=generator), dim=-1)  # (B, D)
-    negatives = torch.nn.functional.normalize(torch.randn(count, hard, DIM, generator=generator), dim=-1) if hard else None
-    return contexts, targets, negatives
-
-
 def make_model(preset: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(PRESETS[preset](dim=DIM))
-
-
-def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 def assert_same_gradients(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> None:
@@ -243,22 +230,6 @@ def test_a_masked_column_never_contributes_to_the_loss_or_its_gradient() -> None
     control = vectors.clone()
     control[negative] = best
     assert loss_and_grads(control)[0] > base_loss + 1.0, "the same change to an unmasked negative must raise the loss"
-
-
-def make_bank_batch(count: int, columns: int, seed: int = 0, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor, BankBatch]:
-    """contexts (B, C, D), targets (B, D) and a full (or sampled) bank where each context holds C bank chunks."""
-    generator = torch.Generator().manual_seed(seed)
-    bank = torch.nn.functional.normalize(torch.randn(columns, DIM, generator=generator), dim=-1)  # (K, D)
-    codes = torch.from_numpy(pack_keys(np.array([(seed, c) for c in range(columns)])))  # (K,) unique keys
-    rows = torch.randperm(columns - CONTEXT, generator=generator)[:count]  # window i reads columns rows[i]..+C-1, target +C
-    context_columns = rows[:, None] + torch.arange(CONTEXT)  # (B, C)
-    positives = rows + CONTEXT  # (B,)
-    contexts, targets = bank[context_columns], bank[positives]  # (B, C, D), (B, D)
-    if sampled:
-        keep = torch.ones(columns, dtype=torch.bool)
-        keep[positives] = False  # the step's targets are columns already
-        return contexts, targets, BankBatch(bank[keep], codes[keep], codes[context_columns], codes[positives])
-    return contexts, targets, BankBatch(bank, codes, codes[context_columns], codes[positives], positive_columns=positives)
 
 
 @pytest.mark.parametrize("sampled", [False, True])
