@@ -90,9 +90,12 @@ def rounded(array: np.ndarray):
 
 
 def to_bf16_threshold(values: np.ndarray):
-    """float64 thresholds rounded to bfloat16 by round-to-nearest-even, the same (monotone) rounding the product's output gets."""
+    """float64 thresholds rounded to bfloat16 by round-to-nearest-even, the same (monotone) rounding the product's output gets.
+
+    A threshold that is not a finite number above -3e38 (an unfilled heap's top, -FLT_MAX, less a margin) becomes -inf: no threshold.
+    """
     torch = _torch()
-    values = np.where(values > -3e38, values, -np.inf)  # an unfilled heap's top (-FLT_MAX) minus a margin: no threshold
+    values = np.where(np.isfinite(values) & (values > -3e38), values, -np.inf)
     return torch.from_numpy(values.astype(np.float32)).to(torch.bfloat16)
 
 
@@ -203,8 +206,7 @@ def screened_search(payload_vectors: np.ndarray, queries: np.ndarray, k: int, bl
                     tau_hat = torch.topk(tile_scores, k, dim=1).values[:, -1].float().numpy().astype(np.float64)
                 else:
                     tau_hat = approx.D[tile, 0].astype(np.float64)
-                limit = keep_limit(tau_hat, worst_eps[tile], eps[tile])
-                thresholds = to_bf16_threshold(np.where(np.isfinite(limit), limit, -np.inf))
+                thresholds = to_bf16_threshold(keep_limit(tau_hat, worst_eps[tile], eps[tile]))
                 local_q, cols, crowded = candidates(tile_scores, thresholds)
                 found = tile_scores[torch.from_numpy(local_q), torch.from_numpy(cols)].float().numpy()
                 del tile_scores
@@ -226,8 +228,7 @@ def final_top_k(payload_vectors: np.ndarray, queries: np.ndarray, k: int, approx
     if pool_q:
         query_ids, rows, found = np.concatenate(pool_q), np.concatenate(pool_rows), np.concatenate(pool_scores)
         tau_hat = approx.D[:, 0].astype(np.float64)
-        limit = final_limit(tau_hat, worst_eps)
-        thresholds = to_bf16_threshold(np.where(np.isfinite(limit), limit, -np.inf)).float().numpy()
+        thresholds = to_bf16_threshold(final_limit(tau_hat, worst_eps)).float().numpy()
         keep = (found >= thresholds[query_ids]) & ~left[query_ids]
         query_ids, rows = query_ids[keep], rows[keep]
         if len(query_ids):
